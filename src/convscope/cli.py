@@ -1,0 +1,69 @@
+"""The ``convscope`` command: a thin layer over the Python API.
+
+Each sub-command lives in its own module under :mod:`convscope.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` to a function taking the
+parsed arguments and returning an exit code. Every user mistake surfaces as one line on
+stderr and exit code 2; Ctrl-C exits with 130; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from typing import List, Optional
+
+from .errors import ConvscopeError
+
+COMMAND_MODULES = ["summary", "train", "evaluate", "predict", "show", "trace", "export"]
+# While sub-commands are being written, a module that does not exist yet is skipped.
+_OPTIONAL_DURING_DEVELOPMENT = True
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convscope", description="A glass-box CNN engine: analyse, train, show, exchange.")
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        if _OPTIONAL_DURING_DEVELOPMENT and importlib.util.find_spec(f"convscope.commands.{name}") is None:
+            continue
+        module = importlib.import_module(f"convscope.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+    return f"convscope {__version__}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except ConvscopeError as error:
+        print(f"convscope: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("convscope: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        print(f"convscope: error: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `convscope` command line, one module each (see cli.py)."""

@@ -1,0 +1,343 @@
+"""The small core every layer shares: :class:`Parameter` and :class:`Layer`.
+
+A layer is bookkeeping around a pure op in :mod:`convscope.ops`. It knows
+
+* its hyper-parameters (constructor arguments, PyTorch's names and defaults),
+* its *shape rules*, which need no weights: :meth:`Layer.output_shape`,
+  :meth:`Layer.param_shapes`, :meth:`Layer.buffer_shapes`, :meth:`Layer.macs` and
+  :meth:`Layer.window` (for receptive fields). Analysis calls only these.
+* its state once built: Parameters (learned) and buffers (running statistics),
+* how to run forward and backward, keeping exactly what backward needs from the last
+  forward pass and freeing it afterwards.
+
+Shapes passed to the rules are per-sample (no batch dimension), e.g. ``(3, 32, 32)``.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ConvscopeError
+
+Shape = Tuple[int, ...]
+
+
+class Parameter:
+    """A learned array. ``value`` is the live array the layer computes with; ``grad`` has the
+    same shape and dtype and is overwritten (never accumulated) by each backward pass."""
+
+    __slots__ = ("name", "value", "grad")
+
+    def __init__(self, name: str, value: np.ndarray):
+        self.name = name
+        self.value = value
+        self.grad = np.zeros_like(value)
+
+    @property
+    def shape(self) -> Shape:
+        return self.value.shape
+
+    @property
+    def size(self) -> int:
+        return int(self.value.size)
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+def _as_generator(seed) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+class Layer:
+    """Base class. Subclasses set ``type_name`` (the spec's ``type``) and implement
+    ``output_shape`` and ``_forward``/``_backward``; layers with weights add
+    ``param_shapes`` and ``fan_in`` (or override ``init_parameters``)."""
+
+    type_name: str = ""
+    #: True for layers whose forward differs between training and inference.
+    has_train_mode: bool = False
+
+    def __init__(self):
+        self.input_shape: Optional[Shape] = None  # per-sample, set by build
+        self.dtype = np.dtype(np.float32)
+        self._params: Dict[str, Parameter] = {}
+        self._buffers: Dict[str, np.ndarray] = {}
+        self._cache = None
+
+    # ----- shape rules (pure: no weights needed) --------------------------------------------
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """Per-sample output shape for a per-sample input shape; raises ConvscopeError if the
+        input does not fit."""
+        raise NotImplementedError
+
+    def param_shapes(self, input_shape: Shape) -> Dict[str, Shape]:
+        """Learned arrays this layer would hold for ``input_shape``: {local name: shape}."""
+        return {}
+
+    def buffer_shapes(self, input_shape: Shape) -> Dict[str, Shape]:
+        """Non-learned state (running statistics): {local name: shape}."""
+        return {}
+
+    def macs(self, input_shape: Shape) -> int:
+        """Multiply-accumulates of one forward pass for one sample (conv and linear only)."""
+        return 0
+
+    def window(self, input_shape: Shape):
+        """How the layer maps spatial positions, for receptive fields.
+
+        ``None``: position-wise (output position i sees input position i);
+        a tuple of ``(k, s, p_lo, d)`` per spatial axis: a sliding window;
+        ``"global"``: every output sees the whole input (flatten, linear, global pooling).
+        """
+        return None
+
+    def children(self) -> List[Tuple[str, "Layer"]]:
+        """Sub-layers with their local names (containers only)."""
+        return []
+
+    # ----- building -------------------------------------------------------------------------
+    def build(self, input_shape, seed=0, dtype=np.float32) -> "Layer":
+        """Allocate parameters for a per-sample ``input_shape`` (no batch dimension).
+
+        ``seed`` is an int or a ``numpy.random.Generator``; the same seed gives the same weights.
+        """
+        shape = _check_shape(input_shape)
+        self._build(shape, _as_generator(seed), np.dtype(dtype))
+        self._name_parameters("")
+        return self
+
+    def _build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
+        output = self.output_shape(input_shape)  # validates before anything is allocated
+        self.input_shape = input_shape
+        self.dtype = dtype
+        values = self.init_parameters(input_shape, rng)
+        self._params = {name: Parameter(name, np.ascontiguousarray(v, dtype=dtype))
+                        for name, v in values.items()}
+        self._buffers = {name: np.asarray(v) for name, v in self.init_buffers(input_shape).items()}
+        self._cache = None
+        return output
+
+    def fan_in(self, input_shape: Shape) -> int:
+        """Inputs feeding one output unit; sets the default initialisation's scale."""
+        return 1
+
+    def init_parameters(self, input_shape: Shape, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+        """Default initialisation, PyTorch's for conv and linear layers: every parameter
+        uniform in ±1/sqrt(fan_in). (Kaiming-uniform with a=sqrt(5) reduces to this bound.)"""
+        bound = 1.0 / np.sqrt(max(self.fan_in(input_shape), 1))
+        return {name: rng.uniform(-bound, bound, size=shape)
+                for name, shape in self.param_shapes(input_shape).items()}
+
+    def init_buffers(self, input_shape: Shape) -> Dict[str, np.ndarray]:
+        return {name: np.zeros(shape, dtype=self.dtype) for name, shape in self.buffer_shapes(input_shape).items()}
+
+    def _name_parameters(self, prefix: str) -> None:
+        for local, p in self._params.items():
+            p.name = prefix + local
+        for name, child in self.children():
+            child._name_parameters(f"{prefix}{name}.")
+
+    @property
+    def built(self) -> bool:
+        return self.input_shape is not None
+
+    # ----- running --------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """Compute the output for a batch ``x`` of shape ``(N, *input_shape)``."""
+        x = self._check_input(x)
+        return self._forward(x, train)
+
+    __call__ = forward
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Given dL/dy for the last forward pass, set every Parameter.grad and return dL/dx."""
+        if self._cache is None:
+            raise ConvscopeError(f"{self.type_name}: backward called before forward; "
+                                 "run forward(x, train=True) first")
+        dy = np.asarray(dy)
+        expected = self._cache_output_shape()
+        if expected is not None and dy.shape != expected:
+            raise ConvscopeError(f"{self.type_name}: backward expects dy of shape {expected} "
+                                 f"(the last output's), got {dy.shape}")
+        dx = self._backward(dy.astype(self.dtype, copy=False))
+        self._cache = None
+        return dx
+
+    def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _cache_output_shape(self):
+        """Shape of the last output, if the layer recorded it (``self._out_shape``)."""
+        return getattr(self, "_out_shape", None)
+
+    def _check_input(self, x) -> np.ndarray:
+        if not self.built:
+            raise ConvscopeError(f"{self.type_name} is not built; call model.build(input_shape) "
+                                 "before forward")
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ConvscopeError(f"{self.type_name} expects a floating-point array, got {x.dtype}; "
+                                 f"convert it with x.astype(np.{self.dtype.name})")
+        if x.ndim != len(self.input_shape) + 1:
+            raise ConvscopeError(
+                f"{self.type_name} expects a batch of shape (N, {', '.join(map(str, self.input_shape))}),"
+                f" got an array of shape {x.shape}; add or remove the batch axis")
+        if x.shape[1:] != self.input_shape:
+            self.output_shape(x.shape[1:])  # raises a clear error if this size cannot work
+        return x.astype(self.dtype, copy=False)
+
+    # ----- parameters and state -------------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> Iterator[Tuple[str, Parameter]]:
+        for local, p in self._params.items():
+            yield prefix + local, p
+        for name, child in self.children():
+            yield from child.named_parameters(f"{prefix}{name}.")
+
+    def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
+        for local, b in self._buffers.items():
+            yield prefix + local, b
+        for name, child in self.children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
+    def parameters(self) -> List[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of every parameter and buffer under PyTorch-compatible dotted names."""
+        state = {}
+        for name, p in self.named_parameters():
+            state[name] = p.value.copy()
+        for name, b in self.named_buffers():
+            state[name] = np.array(b, copy=True)
+        return _ordered_like_torch(self, state)
+
+    def load_state_dict(self, state: Dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into the live parameters and buffers (in place). With ``strict``,
+        missing or unexpected names are an error; a shape mismatch always is."""
+        if not self.built:
+            raise ConvscopeError("build the model before load_state_dict (model.build(input_shape))")
+        targets = dict(self.named_parameters())
+        buffers = dict(_named_buffer_owners(self))
+        missing = [k for k in list(targets) + list(buffers) if k not in state]
+        unexpected = [k for k in state if k not in targets and k not in buffers]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+            if unexpected:
+                parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+            raise ConvscopeError(f"state dict does not match the model: {'; '.join(parts)}")
+        for name, array in state.items():
+            array = np.asarray(array)
+            if name in targets:
+                p = targets[name]
+                if array.shape != p.value.shape:
+                    raise ConvscopeError(f"state dict entry {name!r} has shape {array.shape}, "
+                                         f"the model expects {p.value.shape}")
+                np.copyto(p.value, array, casting="unsafe")
+            elif name in buffers:
+                owner, local = buffers[name]
+                current = owner._buffers[local]
+                if array.shape != current.shape:
+                    raise ConvscopeError(f"state dict entry {name!r} has shape {array.shape}, "
+                                         f"the model expects {current.shape}")
+                np.copyto(current, array, casting="unsafe")
+
+    # ----- description ----------------------------------------------------------------------
+    def config(self) -> Dict[str, object]:
+        """Constructor arguments as currently set, by the constructor's own names."""
+        sig = inspect.signature(type(self).__init__)
+        return {name: getattr(self, name) for name in list(sig.parameters)[1:]
+                if sig.parameters[name].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                     inspect.Parameter.VAR_KEYWORD)}
+
+    def spec(self) -> dict:
+        """This layer as a spec entry: ``{"type": ..., **arguments that differ from defaults}``."""
+        entry = {"type": self.type_name}
+        for name, (value, _) in self._non_default_config().items():
+            entry[name] = _jsonable(value)
+        return entry
+
+    def _non_default_config(self) -> Dict[str, Tuple[object, bool]]:
+        """{name: (value, positional)} for arguments that differ from the default."""
+        sig = inspect.signature(type(self).__init__)
+        out = {}
+        for name, value in self.config().items():
+            param = sig.parameters[name]
+            required = param.default is inspect.Parameter.empty
+            if required or not _same_value(value, param.default):
+                out[name] = (value, required)
+        return out
+
+    def __repr__(self) -> str:
+        args = []
+        for name, (value, positional) in self._non_default_config().items():
+            text = repr(_compact(value))
+            args.append(text if positional else f"{name}={text}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+
+def _compact(value):
+    """(5, 5) -> 5 for display and specs; lists for other tuples."""
+    if isinstance(value, tuple):
+        if value and all(v == value[0] for v in value) and isinstance(value[0], int):
+            return value[0]
+        return list(value)
+    return value
+
+
+def _jsonable(value):
+    value = _compact(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _same_value(a, b) -> bool:
+    a, b = _compact(a), _compact(b)
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b
+    return a == b
+
+
+def _check_shape(input_shape) -> Shape:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+        ok = all(int(s) == s for s in input_shape)
+    except (TypeError, ValueError):
+        raise ConvscopeError(f"input shape must be a list of positive integers such as (3, 32, 32), "
+                             f"got {input_shape!r}") from None
+    if not ok or not shape or any(s < 1 for s in shape):
+        raise ConvscopeError(f"input shape must be positive integers such as (3, 32, 32), got {input_shape!r}")
+    return shape
+
+
+def _named_buffer_owners(layer: Layer, prefix: str = ""):
+    for local in layer._buffers:
+        yield prefix + local, (layer, local)
+    for name, child in layer.children():
+        yield from _named_buffer_owners(child, f"{prefix}{name}.")
+
+
+def _ordered_like_torch(layer: Layer, state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """PyTorch lists a module's own parameters, then its buffers, then its children's."""
+    order: List[str] = []
+
+    def walk(node: Layer, prefix: str):
+        order.extend(prefix + k for k in node._params)
+        order.extend(prefix + k for k in node._buffers)
+        for name, child in node.children():
+            walk(child, f"{prefix}{name}.")
+
+    walk(layer, "")
+    return {k: state[k] for k in order}
+

@@ -1,0 +1,103 @@
+"""Spec dict -> layers, with errors that name where in the document the problem is."""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, List
+
+from ..errors import ConvscopeError
+from ..layers.base import Layer, _check_shape
+from ..layers.containers import Concat, Residual, Sequential
+from ..layers.registry import LAYER_TYPES
+
+#: Keys that hold nested layer lists rather than constructor values.
+_NESTED = {"sequential": ("layers",), "concat": ("branches",), "residual": ("body", "shortcut")}
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _layer_list(value: Any, path: str) -> List[Layer]:
+    if not isinstance(value, list):
+        raise ConvscopeError(f"{path}: expected a list of layers, got {type(value).__name__}")
+    return [layer_from_entry(entry, f"{path}[{i}]") for i, entry in enumerate(value)]
+
+
+def layer_from_entry(entry: Any, path: str = "layers[0]") -> Layer:
+    """Build one (unbuilt) layer from its spec entry ``{"type": ..., **kwargs}``."""
+    if not isinstance(entry, dict):
+        raise ConvscopeError(f"{path}: expected an object with a 'type', got {entry!r}")
+    if "type" not in entry:
+        raise ConvscopeError(f"{path}: missing 'type' (one of {', '.join(sorted(LAYER_TYPES))})")
+    kind = entry["type"]
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
+        raise ConvscopeError(f"{path}: unknown layer type {kind!r}{_suggest(str(kind), LAYER_TYPES)}")
+    cls = LAYER_TYPES[kind]
+    kwargs = {k: v for k, v in entry.items() if k != "type"}
+    if kind == "sequential":
+        _check_keys(kwargs, {"layers"}, path)
+        return Sequential(_layer_list(kwargs.get("layers", []), f"{path}.layers"))
+    if kind == "concat":
+        _check_keys(kwargs, {"branches"}, path)
+        branches = kwargs.get("branches")
+        if not isinstance(branches, list) or not branches:
+            raise ConvscopeError(f"{path}.branches: expected a non-empty list of layer lists")
+        return Concat([_layer_list(b, f"{path}.branches[{i}]") for i, b in enumerate(branches)])
+    if kind == "residual":
+        _check_keys(kwargs, {"body", "shortcut"}, path)
+        if "body" not in kwargs:
+            raise ConvscopeError(f"{path}: residual needs a 'body' list of layers")
+        shortcut = kwargs.get("shortcut")
+        return Residual(_layer_list(kwargs["body"], f"{path}.body"),
+                        _layer_list(shortcut, f"{path}.shortcut") if shortcut else None)
+    signature = inspect.signature(cls.__init__)
+    names = [n for n in list(signature.parameters)[1:]]
+    _check_keys(kwargs, set(names), path)
+    missing = [n for n in names if signature.parameters[n].default is inspect.Parameter.empty
+               and n not in kwargs]
+    if missing:
+        raise ConvscopeError(f"{path}: {kind} needs {', '.join(repr(m) for m in missing)}")
+    try:
+        return cls(**kwargs)
+    except ConvscopeError as error:
+        raise ConvscopeError(f"{path}: {error}") from None
+    except TypeError as error:  # a value of a type the constructor cannot use
+        raise ConvscopeError(f"{path}: {error}") from None
+
+
+def _check_keys(kwargs: dict, allowed: set, path: str) -> None:
+    for key in kwargs:
+        if key not in allowed:
+            raise ConvscopeError(f"{path}: unknown key {key!r}{_suggest(key, allowed)}")
+
+
+def from_spec(spec: Any) -> Sequential:
+    """Model from a spec document ``{"input": [C, H, W] (optional), "layers": [...]}``.
+
+    A bare list of layer entries is accepted too. The model is unbuilt; when the spec has an
+    ``input``, ``model.build()`` needs no argument.
+    """
+    if isinstance(spec, list):
+        spec = {"layers": spec}
+    if not isinstance(spec, dict):
+        raise ConvscopeError(f"a spec must be an object with 'layers', got {type(spec).__name__}")
+    _check_keys(spec, {"input", "layers", "name", "source", "notes"}, "spec")
+    if "layers" not in spec:
+        raise ConvscopeError("spec: missing 'layers' (a list of layer objects)")
+    layers = _layer_list(spec["layers"], "layers")
+    shape = None
+    if spec.get("input") is not None:
+        try:
+            shape = _check_shape(spec["input"])
+        except ConvscopeError as error:
+            raise ConvscopeError(f"input: {error}") from None
+    return Sequential(layers, input_shape=shape)
+
+
+def to_spec(model: Layer) -> dict:
+    """Spec document for a model (a Sequential gives ``{"input"?, "layers"}``)."""
+    if isinstance(model, Sequential):
+        return model.model_spec()
+    return {"layers": [model.spec()]}
