@@ -261,7 +261,11 @@ class Layer:
                                                      inspect.Parameter.VAR_KEYWORD)}
 
     def spec(self) -> dict:
-        """This layer as a spec entry: ``{"type": ..., **arguments that differ from defaults}``."""
+        """This layer as a spec entry (a Sequential returns the whole document instead)."""
+        return self.spec_entry()
+
+    def spec_entry(self) -> dict:
+        """This layer inside a ``layers`` list: ``{"type": ..., **arguments that differ from defaults}``."""
         entry = {"type": self.type_name}
         for name, (value, _) in self._non_default_config().items():
             entry[name] = _jsonable(value)

@@ -89,10 +89,6 @@ class Sequential(Layer):
         self._cache = None
         return shape
 
-    def _check_input(self, x):
-        x = super()._check_input(x)
-        return x
-
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = self._check_input(x)
         for name, layer in self.children():
@@ -116,17 +112,16 @@ class Sequential(Layer):
         self._cache = None
         return dy
 
-    def spec(self) -> dict:
-        entry = {"type": self.type_name, "layers": [layer.spec() for layer in self.layers]}
-        return entry
+    def spec_entry(self) -> dict:
+        return {"type": self.type_name, "layers": [layer.spec_entry() for layer in self.layers]}
 
-    def model_spec(self) -> dict:
-        """The top-level document: ``{"input": [...], "layers": [...]}``."""
+    def spec(self) -> dict:
+        """The model as a spec document: ``{"input": [...] (when known), "layers": [...]}``."""
         doc = {}
         shape = self.input_shape or self.declared_input
         if shape is not None:
             doc["input"] = list(shape)
-        doc["layers"] = [layer.spec() for layer in self.layers]
+        doc["layers"] = [layer.spec_entry() for layer in self.layers]
         return doc
 
     def __repr__(self) -> str:
@@ -202,8 +197,8 @@ class Concat(Layer):
             dx = d if dx is None else dx + d
         return dx
 
-    def spec(self) -> dict:
-        return {"type": self.type_name, "branches": [[l.spec() for l in b.layers] for b in self.branches]}
+    def spec_entry(self) -> dict:
+        return {"type": self.type_name, "branches": [[l.spec_entry() for l in b.layers] for b in self.branches]}
 
     def __repr__(self) -> str:
         return f"Concat({len(self.branches)} branches)"
@@ -272,10 +267,10 @@ class Residual(Layer):
         dx = self.body.backward(dy)
         return dx + (self.shortcut.backward(dy) if self.shortcut is not None else dy)
 
-    def spec(self) -> dict:
-        entry = {"type": self.type_name, "body": [l.spec() for l in self.body.layers]}
+    def spec_entry(self) -> dict:
+        entry = {"type": self.type_name, "body": [l.spec_entry() for l in self.body.layers]}
         if self.shortcut is not None:
-            entry["shortcut"] = [l.spec() for l in self.shortcut.layers]
+            entry["shortcut"] = [l.spec_entry() for l in self.shortcut.layers]
         return entry
 
     def __repr__(self) -> str:

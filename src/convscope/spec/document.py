@@ -99,5 +99,5 @@ def from_spec(spec: Any) -> Sequential:
 def to_spec(model: Layer) -> dict:
     """Spec document for a model (a Sequential gives ``{"input"?, "layers"}``)."""
     if isinstance(model, Sequential):
-        return model.model_spec()
-    return {"layers": [model.spec()]}
+        return model.spec()
+    return {"layers": [model.spec_entry()]}
