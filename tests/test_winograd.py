@@ -1,0 +1,62 @@
+"""Winograd F(2×2, 3×3) against PyTorch's direct convolution, float64.
+
+The transform is exact in exact arithmetic, so forward, dx, dw and db must agree with
+torch.nn.functional.conv2d to rounding (1e-9), for odd sizes, asymmetric padding and
+padding 0..2 (the backward pass then pads dy by 2 − p, including 0).
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from convscope.ops.winograd import applies, conv3x3_backward, conv3x3_forward
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), k=st.integers(1, 4), h=st.integers(1, 9),
+       w=st.integers(1, 9), pads=st.tuples(*(st.integers(0, 2) for _ in range(4))),
+       bias=st.booleans(), seed=st.integers(0, 10_000))
+def test_winograd_matches_torch(n, c, k, h, w, pads, bias, seed):
+    pt, pb, pl, pr = pads
+    if h + pt + pb < 3 or w + pl + pr < 3:
+        return  # the 3×3 window does not fit: the layer rejects this before the op runs
+    rng = np.random.default_rng(seed)
+    x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((k, c, 3, 3))
+    b = rng.standard_normal(k) if bias else None
+    y, cache = conv3x3_forward(x, weight, b, ((pt, pb), (pl, pr)))
+
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(weight, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    # torch pads symmetrically; asymmetric padding goes through F.pad first.
+    ty = torch.nn.functional.conv2d(torch.nn.functional.pad(tx, (pl, pr, pt, pb)), tw, tb)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = conv3x3_backward(dy, cache)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    if bias:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-9, atol=1e-9)
+    else:
+        assert db is None
+
+
+def test_float32_stays_float32():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y, cache = conv3x3_forward(x, w, np.zeros(4, np.float32), ((1, 1), (1, 1)))
+    dx, dw, db = conv3x3_backward(np.ones_like(y), cache)
+    assert {a.dtype for a in (y, dx, dw, db)} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,groups,expected", [
+    ((3, 3), (1, 1), (1, 1), 1, True),
+    ((3, 3), (2, 2), (1, 1), 1, False),   # F(2,3) tiles assume stride 1
+    ((3, 3), (1, 1), (2, 2), 1, False),
+    ((5, 5), (1, 1), (1, 1), 1, False),
+    ((3, 3), (1, 1), (1, 1), 2, False),
+])
+def test_applies_only_where_exact(kernel, stride, dilation, groups, expected):
+    assert applies(kernel, stride, dilation, groups) is expected
