@@ -53,8 +53,9 @@ def conv_output_size(n: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None
     if p_hi is None:
         p_hi = p_lo
     span = n + p_lo + p_hi - d * (k - 1) - 1
-    if span < 0:
+    if span < 0 and not ceil_mode:
         return 0  # the (dilated) window is larger than the padded input
+    # In ceil mode PyTorch keeps one window that overhangs the padded input by less than s.
     if ceil_mode:
         out = -(-span // s) + 1
         if (out - 1) * s >= n + p_lo:

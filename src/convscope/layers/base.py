@@ -283,10 +283,12 @@ class Layer:
         return out
 
     def __repr__(self) -> str:
+        # Only a required first argument is positional, as people write it: Conv2d(32, kernel_size=5).
         args = []
-        for name, (value, positional) in self._non_default_config().items():
+        for i, (name, (value, required)) in enumerate(self._non_default_config().items()):
             text = repr(_compact(value))
-            args.append(text if positional else f"{name}={text}")
+            first = i == 0 and required and name == next(iter(self.config()), None)
+            args.append(text if first else f"{name}={text}")
         return f"{type(self).__name__}({', '.join(args)})"
 
 

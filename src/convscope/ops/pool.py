@@ -1,0 +1,344 @@
+"""Pooling ops: max, average, adaptive average and global average pooling.
+
+Pure functions, no state: each ``*_forward`` returns ``(y, cache)`` and the matching
+``*_backward(dy, cache)`` returns dL/dx. Layout NCHW; the 1-D ops run the 2-D ones on
+``(N, C, 1, L)`` with a ``1 × k`` window. Every op follows PyTorch's rules exactly.
+
+Notation
+--------
+N batch, C channels, H × W input size (L for 1-D), k = (k_h, k_w) kernel, s stride,
+p padding (added on both sides), d dilation, H_out × W_out output size,
+x input, y output, g = dL/dy the upstream gradient, x_p the padded input,
+W(i, j) the input positions seen by output (i, j):
+``{(i·s_h − p_h + a·d_h, j·s_w − p_w + b·d_w) : 0 <= a < k_h, 0 <= b < k_w}``.
+
+Output size along each axis (one rule, :func:`convscope.shapes.conv_output_size`)::
+
+    out = floor((n + 2p − d·(k − 1) − 1) / s) + 1          (ceil instead of floor in ceil mode;
+                                                           a last window starting past n + p is dropped)
+
+PyTorch's validity rules, enforced here: every size positive and ``p <= k // 2`` per axis
+(a window must always see at least one real input). In ceil mode the last window may run
+past the padded edge; those positions count as missing (max: −∞, average: see below).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ConvscopeError
+from ..shapes import adaptive_window, conv_output_size
+
+Pair = Tuple[int, int]
+AXES_2D = ("height", "width")
+AXES_1D = ("length",)
+
+
+# ----- geometry -------------------------------------------------------------------------------
+
+class PoolGeometry(NamedTuple):
+    """Where the windows of a 2-D pool fall: per axis (height, width)."""
+
+    in_size: Pair     # (H, W)
+    out_size: Pair    # (H_out, W_out)
+    kernel: Pair
+    stride: Pair
+    padding: Pair     # before (and nominally after) each axis
+    dilation: Pair
+    pad_after: Pair   # right/bottom padding actually needed (> padding in ceil mode, may be less)
+
+    def offsets(self):
+        """(a, b) kernel offsets in row-major order: window index t = a·k_w + b."""
+        return [(a, b) for a in range(self.kernel[0]) for b in range(self.kernel[1])]
+
+    def window_slices(self, a: int, b: int) -> Tuple[slice, slice]:
+        """Strided slices of the padded input holding offset (a, b) of every window."""
+        return tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
+                     for o, d, m, s in zip((a, b), self.dilation, self.out_size, self.stride))
+
+    @property
+    def padded_size(self) -> Pair:
+        return tuple(p + n + q for p, n, q in zip(self.padding, self.in_size, self.pad_after))
+
+
+def check_padding(name: str, kernel: Sequence[int], padding: Sequence[int],
+                  axes: Sequence[str] = AXES_2D) -> None:
+    """PyTorch's rule ``padding <= kernel_size // 2`` per axis, so no window is all padding."""
+    for axis, k, p in zip(axes, kernel, padding):
+        if p > k // 2:
+            raise ConvscopeError(
+                f"{name}: padding {p} along the {axis} is more than half of kernel_size {k}; "
+                f"PyTorch allows at most {k // 2}, so use padding <= kernel_size // 2")
+
+
+def pool_geometry(name: str, in_size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                  padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool,
+                  axes: Sequence[str] = AXES_2D) -> PoolGeometry:
+    """Output size and padding of a pool; raises :class:`ConvscopeError` (naming ``name``
+    and the axis) when the padding breaks PyTorch's rule or the input is smaller than the window."""
+    check_padding(name, kernel, padding, axes)
+    outs, after = [], []
+    for axis, n, k, s, p, d in zip(axes, in_size, kernel, stride, padding, dilation):
+        out = conv_output_size(n, k, s, p, p, d, ceil_mode)
+        if out < 1:
+            span = d * (k - 1) + 1
+            # ceil mode keeps a window that overhangs the padded input by up to s - 1
+            overhang = s - 1 if ceil_mode else 0
+            need = span - 2 * p - overhang
+            dilated = f" dilated by {d}" if d > 1 else ""
+            allowance = f" and ceil_mode allows {overhang} more" if overhang else ""
+            raise ConvscopeError(
+                f"{name}: the input {axis} {n} is too small for the window: kernel_size {k}{dilated} "
+                f"spans {span}, padding adds {2 * p}{allowance}, so the {axis} must be at least {need}, "
+                f"{need - n} more than {n}; use a larger input, more padding or a smaller kernel_size")
+        outs.append(out)
+        # The last window ends at (out - 1)·s + d·(k - 1); pad after the input up to there.
+        after.append(max(0, (out - 1) * s + d * (k - 1) + 1 - p - n))
+    if len(outs) == 1:  # a 1-D pool, run as 2-D with a 1 × k window
+        return PoolGeometry((1, in_size[0]), (1, outs[0]), (1, kernel[0]), (1, stride[0]),
+                            (0, padding[0]), (1, dilation[0]), (0, after[0]))
+    return PoolGeometry(tuple(in_size), tuple(outs), tuple(kernel), tuple(stride),
+                        tuple(padding), tuple(dilation), tuple(after))
+
+
+def _check_batch(name: str, x: np.ndarray, spatial: int) -> None:
+    if x.ndim != 2 + spatial:
+        layout = "(N, C, H, W)" if spatial == 2 else "(N, C, L)"
+        raise ConvscopeError(f"{name} expects an array {layout}, got shape {x.shape}")
+
+
+def _pad(x: np.ndarray, g: PoolGeometry, fill: float) -> np.ndarray:
+    (ph, pw), (qh, qw) = g.padding, g.pad_after
+    if ph == pw == qh == qw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, qh), (pw, qw)), constant_values=fill)
+
+
+def _unpad(dxp: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    (ph, pw), (h, w) = g.padding, g.in_size
+    return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w])
+
+
+class _PoolCache(NamedTuple):
+    geometry: PoolGeometry
+    batch: Tuple[int, int]        # (N, C)
+    payload: object               # max: window index of the maximum; average: divisor array
+    squeeze: bool                 # True when a 1-D op added the H = 1 axis
+
+
+# ----- max pooling ----------------------------------------------------------------------------
+
+def _max_pool(x: np.ndarray, g: PoolGeometry) -> Tuple[np.ndarray, np.ndarray]:
+    xp = _pad(x, g, -np.inf)
+    offsets = g.offsets()
+    index_type = np.min_scalar_type(len(offsets) - 1)
+    y = xp[(slice(None), slice(None)) + g.window_slices(*offsets[0])].copy()
+    argmax = np.zeros(y.shape, dtype=index_type)
+    for t, (a, b) in enumerate(offsets[1:], start=1):
+        v = xp[(slice(None), slice(None)) + g.window_slices(a, b)]
+        # PyTorch's rule: strictly greater wins (the first maximum is kept on ties); NaN wins.
+        better = (v > y) | np.isnan(v)
+        np.copyto(y, v, where=better)
+        argmax[better] = t
+    return y, argmax
+
+
+def _max_unpool(dy: np.ndarray, argmax: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    dxp = np.zeros(dy.shape[:2] + g.padded_size, dtype=dy.dtype)
+    zero = dy.dtype.type(0)
+    for t, (a, b) in enumerate(g.offsets()):
+        # Within one offset the windows' positions are distinct, so a strided += is exact.
+        dxp[(slice(None), slice(None)) + g.window_slices(a, b)] += np.where(argmax == t, dy, zero)
+    return _unpad(dxp, g)
+
+
+def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
+                       dilation: Pair = (1, 1), ceil_mode: bool = False):
+    """2-D max pooling of ``x`` (N, C, H, W).
+
+    Forward::
+
+        y[n, c, i, j] = max over (h, w) in W(i, j) of x_p[n, c, h, w]     (padding is −∞)
+
+    Backward: the whole gradient of an output goes to the position that won its max
+    (the first one on ties, as in PyTorch)::
+
+        dL/dx[n, c, h, w] = Σ_{(i, j) : argmax(i, j) = (h, w)} g[n, c, i, j]
+
+    The cache keeps, per output, the window index t = a·k_w + b of the maximum; backward adds
+    ``g`` masked by ``argmax == t`` onto the strided slice of offset t, k_h·k_w vectorised adds.
+    A window that holds only padding (possible with dilation) outputs −∞ and passes no gradient.
+
+    Output: (N, C, H_out, W_out).
+    """
+    _check_batch("max_pool2d", x, 2)
+    g = pool_geometry("max_pool2d", x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    y, argmax = _max_pool(x, g)
+    return y, _PoolCache(g, x.shape[:2], argmax, False)
+
+
+def max_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
+    """dL/dx of :func:`max_pool2d_forward` (also of :func:`max_pool1d_forward`)."""
+    dx = _max_unpool(dy.reshape(cache.payload.shape), cache.payload, cache.geometry)
+    return dx[:, :, 0, :] if cache.squeeze else dx
+
+
+def max_pool1d_forward(x: np.ndarray, kernel_size: int, stride: int, padding: int = 0,
+                       dilation: int = 1, ceil_mode: bool = False):
+    """1-D max pooling of ``x`` (N, C, L): :func:`max_pool2d_forward` on (N, C, 1, L) with a
+    1 × k window. Output: (N, C, L_out)."""
+    _check_batch("max_pool1d", x, 1)
+    g = pool_geometry("max_pool1d", x.shape[2:], (kernel_size,), (stride,), (padding,), (dilation,),
+                      ceil_mode, AXES_1D)
+    y, argmax = _max_pool(x[:, :, None, :], g)
+    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], argmax, True)
+
+
+max_pool1d_backward = max_pool2d_backward
+
+
+# ----- average pooling ------------------------------------------------------------------------
+
+def _avg_divisors(n: int, k: int, s: int, p: int, out: int, count_include_pad: bool) -> np.ndarray:
+    """Per-axis divisor of each output, PyTorch's rule: a window is clipped to the padded input
+    [−p, n + p) (counting padding) or to the input [0, n) (not counting it)."""
+    start = np.arange(out) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+def _avg_pool(x: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray:
+    xp = _pad(x, g, 0.0)
+    total = np.zeros(x.shape[:2] + g.out_size, dtype=x.dtype)
+    for a, b in g.offsets():
+        total += xp[(slice(None), slice(None)) + g.window_slices(a, b)]
+    return total / divisor
+
+
+def _avg_unpool(dy: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray:
+    share = dy / divisor
+    dxp = np.zeros(dy.shape[:2] + g.padded_size, dtype=dy.dtype)
+    for a, b in g.offsets():
+        dxp[(slice(None), slice(None)) + g.window_slices(a, b)] += share
+    return _unpad(dxp, g)
+
+
+def _divisor(g: PoolGeometry, count_include_pad: bool, divisor_override, dtype) -> np.ndarray:
+    if divisor_override is not None:
+        return np.asarray(divisor_override, dtype=dtype)
+    rows, cols = (_avg_divisors(n, k, s, p, m, count_include_pad)
+                  for n, k, s, p, m in zip(g.in_size, g.kernel, g.stride, g.padding, g.out_size))
+    return np.outer(rows, cols).astype(dtype)
+
+
+def avg_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
+                       ceil_mode: bool = False, count_include_pad: bool = True, divisor_override=None):
+    """2-D average pooling of ``x`` (N, C, H, W).
+
+    Forward (padding is 0)::
+
+        y[n, c, i, j] = (1 / D(i, j)) · Σ over (h, w) in W(i, j) of x_p[n, c, h, w]
+
+    The divisor D follows PyTorch: with ``divisor_override`` it is that number; otherwise
+    D(i, j) = D_h(i)·D_w(j) where, per axis, a window starting at ``o·s − p`` is clipped to
+    the padded input ``[−p, n + p)`` (``count_include_pad=True``: padding counts, but a
+    ceil-mode window running past the padded edge divides by its clipped size) or to the
+    input ``[0, n)`` (``count_include_pad=False``: only real inputs count).
+
+    Backward: each output's gradient is shared equally over its window::
+
+        dL/dx[n, c, h, w] = Σ_{(i, j) : (h, w) in W(i, j)} g[n, c, i, j] / D(i, j)
+
+    done as k_h·k_w strided-slice adds of g / D. Output: (N, C, H_out, W_out).
+    """
+    _check_batch("avg_pool2d", x, 2)
+    g = pool_geometry("avg_pool2d", x.shape[2:], kernel_size, stride, padding, (1, 1), ceil_mode)
+    divisor = _divisor(g, count_include_pad, divisor_override, x.dtype)
+    return _avg_pool(x, g, divisor), _PoolCache(g, x.shape[:2], divisor, False)
+
+
+def avg_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
+    """dL/dx of :func:`avg_pool2d_forward` (also of :func:`avg_pool1d_forward`)."""
+    g = cache.geometry
+    dx = _avg_unpool(dy.reshape(cache.batch + g.out_size), g, cache.payload)
+    return dx[:, :, 0, :] if cache.squeeze else dx
+
+
+def avg_pool1d_forward(x: np.ndarray, kernel_size: int, stride: int, padding: int = 0,
+                       ceil_mode: bool = False, count_include_pad: bool = True):
+    """1-D average pooling of ``x`` (N, C, L): :func:`avg_pool2d_forward` on (N, C, 1, L) with
+    a 1 × k window (PyTorch's AvgPool1d has no divisor_override). Output: (N, C, L_out)."""
+    _check_batch("avg_pool1d", x, 1)
+    g = pool_geometry("avg_pool1d", x.shape[2:], (kernel_size,), (stride,), (padding,), (1,),
+                      ceil_mode, AXES_1D)
+    divisor = _divisor(g, count_include_pad, None, x.dtype)
+    y = _avg_pool(x[:, :, None, :], g, divisor)
+    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], divisor, True)
+
+
+avg_pool1d_backward = avg_pool2d_backward
+
+
+# ----- adaptive average pooling ---------------------------------------------------------------
+
+def adaptive_matrix(n_in: int, n_out: int, dtype=np.float64) -> np.ndarray:
+    """(n_out, n_in) averaging matrix of a 1-D adaptive average pool: row i holds
+    1 / (e_i − s_i) on the window [s_i, e_i) = [floor(i·n_in/n_out), ceil((i+1)·n_in/n_out))."""
+    a = np.zeros((n_out, n_in), dtype=dtype)
+    for i in range(n_out):
+        start, end = adaptive_window(i, n_in, n_out)
+        a[i, start:end] = 1.0 / (end - start)
+    return a
+
+
+def adaptive_avg_pool2d_forward(x: np.ndarray, output_size: Pair):
+    """Adaptive 2-D average pooling of ``x`` (N, C, H, W) to ``output_size`` (H_out, W_out).
+
+    Output cell (i, j) averages rows [floor(i·H/H_out), ceil((i+1)·H/H_out)) and columns
+    [floor(j·W/W_out), ceil((j+1)·W/W_out)) (windows may differ in size and overlap).
+    The window is a rectangle, so its mean is separable: with A_h (H_out, H) and A_w
+    (W_out, W) from :func:`adaptive_matrix`::
+
+        y = A_h · x · A_wᵀ            (per sample and channel)
+        dL/dx = A_hᵀ · g · A_w
+
+    Output: (N, C, H_out, W_out).
+    """
+    _check_batch("adaptive_avg_pool2d", x, 2)
+    out_h, out_w = (int(m) for m in output_size)
+    if out_h < 1 or out_w < 1:
+        raise ConvscopeError(f"adaptive_avg_pool2d: output_size must be positive, got {tuple(output_size)}")
+    a_h = adaptive_matrix(x.shape[2], out_h, x.dtype)
+    a_w = adaptive_matrix(x.shape[3], out_w, x.dtype)
+    y = np.matmul(np.matmul(a_h, x), a_w.T)
+    return y, (a_h, a_w)
+
+
+def adaptive_avg_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
+    """dL/dx of :func:`adaptive_avg_pool2d_forward`."""
+    a_h, a_w = cache
+    return np.matmul(np.matmul(a_h.T, dy), a_w)
+
+
+# ----- global average pooling -----------------------------------------------------------------
+
+def global_avg_pool_forward(x: np.ndarray):
+    """Mean over every spatial axis of ``x`` (N, C, *S): ``y[n, c] = (1/|S|) Σ_s x[n, c, s]``.
+
+    Backward: ``dL/dx[n, c, s] = g[n, c] / |S|``. Output: (N, C).
+    """
+    if x.ndim < 3:
+        raise ConvscopeError(f"global_avg_pool expects an array (N, C, *spatial) with at least one "
+                             f"spatial axis, got shape {x.shape}")
+    return x.mean(axis=tuple(range(2, x.ndim))), x.shape
+
+
+def global_avg_pool_backward(dy: np.ndarray, cache) -> np.ndarray:
+    """dL/dx of :func:`global_avg_pool_forward`."""
+    shape = cache
+    count = int(np.prod(shape[2:]))
+    share = (dy / count).reshape(dy.shape + (1,) * (len(shape) - 2))
+    return np.broadcast_to(share, shape).copy()
