@@ -1,1 +1,84 @@
-"""(being written)"""
+"""Shape-only layers: :class:`Flatten`.
+
+No arithmetic happens here: forward is a reshape and backward reshapes the gradient back,
+so every gradient value passes through unchanged.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..errors import ConvscopeError, format_shape
+from ..shapes import prod
+from .base import Layer, Shape
+from .registry import register
+
+__all__ = ["Flatten"]
+
+
+def _dim(value, name: str) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise ConvscopeError(f"{name} must be an integer axis such as 1 or -1, got {value!r}")
+
+
+@register
+class Flatten(Layer):
+    """Merge axes ``start_dim..end_dim`` (inclusive, counted on the batched array as in
+    ``torch.nn.Flatten``; negative values count from the end) into one.
+
+    Shape
+        Input ``(N, C, H, W)`` with the defaults ``start_dim=1, end_dim=-1``: output
+        ``(N, C·H·W)``, e.g. 256×6×6 -> 9,216. In general the merged axis has the product of
+        the merged sizes. The batch axis (0) is never merged.
+    Backward
+        ``dx = dy`` reshaped to the input's shape.
+    """
+
+    type_name = "flatten"
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim = _dim(start_dim, "start_dim")
+        self.end_dim = _dim(end_dim, "end_dim")
+        if self.start_dim == 0:
+            raise ConvscopeError("flatten never merges the batch axis, got start_dim=0; use start_dim=1")
+
+    def _axes(self, input_shape: Shape):
+        """(start, end) as batched-array axes, validated against the input's rank."""
+        rank = len(input_shape) + 1  # with the batch axis
+        start = self.start_dim + rank if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + rank if self.end_dim < 0 else self.end_dim
+        for name, given, axis in (("start_dim", self.start_dim, start), ("end_dim", self.end_dim, end)):
+            if not 0 <= axis < rank:
+                raise ConvscopeError(
+                    f"flatten {name}={given} is not an axis of a batch of shape "
+                    f"(N, {', '.join(map(str, input_shape))}); choose an axis from 1 to {rank - 1}")
+        if start == 0:
+            raise ConvscopeError(f"flatten never merges the batch axis, got start_dim={self.start_dim} "
+                                 f"for {rank}-axis batches; use start_dim=1")
+        if start > end:
+            raise ConvscopeError(f"flatten start_dim ({self.start_dim}) must not come after end_dim "
+                                 f"({self.end_dim}) for {format_shape(input_shape)} inputs; swap them")
+        return start, end
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        start, end = self._axes(input_shape)
+        shape = tuple(input_shape)
+        # per-sample index = batched index − 1
+        return shape[:start - 1] + (prod(shape[start - 1:end]),) + shape[end:]
+
+    def window(self, input_shape: Shape):
+        start, end = self._axes(input_shape)
+        return None if start == end else "global"
+
+    def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
+        out = self.output_shape(x.shape[1:])
+        self._cache = x.shape
+        y = x.reshape((x.shape[0],) + out)
+        self._out_shape = y.shape
+        return y
+
+    def _backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy.reshape(self._cache)

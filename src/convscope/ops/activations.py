@@ -1,0 +1,105 @@
+"""Element-wise activations and softmax: forward and backward, any array shape.
+
+Notation
+--------
+x input, y output (same shape), dy = dL/dy, dx = dL/dx; products are element-wise.
+
+=============  ==============================  ============================================
+op             forward                         backward
+=============  ==============================  ============================================
+relu           y = max(x, 0)                   dx = dy·[x > 0]
+relu6          y = min(max(x, 0), 6)           dx = dy·[0 < x < 6]
+leaky_relu     y = x if x > 0 else a·x         dx = dy·(1 if x > 0 else a)
+sigmoid        y = 1 / (1 + e^(−x))            dx = dy·y·(1 − y)
+tanh           y = tanh(x)                     dx = dy·(1 − y²)
+softmax        y_j = e^(x_j) / Σ_k e^(x_k)     dx_j = y_j·(dy_j − Σ_k dy_k·y_k)
+=============  ==============================  ============================================
+
+At the kinks the derivative is taken from the side PyTorch uses, so gradients match it
+exactly: relu and relu6 give 0 at x = 0 (and relu6 at x = 6), leaky_relu gives ``a`` at 0.
+Each ``*_forward`` returns ``(y, cache)``; each ``*_backward(dy, cache)`` returns ``dx``.
+The caches hold only what backward needs (a boolean mask, or the output y).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+
+def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    return np.maximum(x, 0).astype(x.dtype, copy=False), x > 0
+
+
+def relu_backward(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
+    return np.where(active, dy, 0).astype(dy.dtype, copy=False)
+
+
+def relu6_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    active = (x > 0) & (x < 6)
+    return np.clip(x, 0, 6).astype(x.dtype, copy=False), active
+
+
+def relu6_backward(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
+    return np.where(active, dy, 0).astype(dy.dtype, copy=False)
+
+
+def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> Tuple[np.ndarray, tuple]:
+    positive = x > 0
+    y = np.where(positive, x, x * negative_slope).astype(x.dtype, copy=False)
+    return y, (positive, negative_slope)
+
+
+def leaky_relu_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
+    positive, negative_slope = cache
+    return np.where(positive, dy, dy * negative_slope).astype(dy.dtype, copy=False)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow: e^(−|x|) never exceeds 1, and for x < 0 the
+    equal form e^x / (1 + e^x) is used."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    y = sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return dy * y * (1 - y)
+
+
+def tanh_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    y = np.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return dy * (1 - y * y)
+
+
+def softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Softmax along ``axis``. Subtracting the maximum first leaves the result unchanged
+    (it cancels between numerator and denominator) and keeps every exponent <= 0."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """``log softmax(x) = x − max − log Σ e^(x − max)`` (log-sum-exp), never log of 0."""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def softmax_forward(x: np.ndarray, axis: int = 1) -> Tuple[np.ndarray, tuple]:
+    y = softmax(x, axis)
+    return y, (y, axis)
+
+
+def softmax_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
+    # The Jacobian is diag(y) − y·yᵀ along the axis; applied to dy without forming it.
+    y, axis = cache
+    return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))

@@ -1,0 +1,43 @@
+"""Inverted dropout.
+
+Notation
+--------
+x input (any shape), p drop probability, m a mask with m = 1 with probability 1 − p
+(independently per element) and 0 otherwise; s = 1 / (1 − p) the keep scale (0 when p = 1).
+
+Forward (training)
+    y = x · m · s             so that E[y] = x: the expected activation is unchanged
+Forward (inference)
+    y = x                     (no scaling needed at test time; that is what "inverted" means)
+Backward
+    dx = dy · m · s           with the SAME mask as the forward pass (training);  dx = dy (inference)
+
+The cache is the single array ``m·s`` (or ``None`` for the identity), so backward costs one
+multiplication and never draws new random numbers.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+def dropout_forward(x: np.ndarray, p: float, rng: np.random.Generator, train: bool = True
+                    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Drop each element with probability ``p`` and scale survivors by 1/(1 − p) when
+    ``train``; the identity otherwise. Returns ``(y, cache)``; the mask comes from ``rng``."""
+    if not train or p == 0:
+        return x, None
+    if p >= 1:
+        # PyTorch returns zeros for p = 1; 1/(1 − p) would be infinite.
+        return np.zeros_like(x), np.zeros_like(x)
+    keep = rng.random(x.shape) < (1.0 - p)
+    scaled_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * scaled_mask, scaled_mask
+
+
+def dropout_backward(dy: np.ndarray, scaled_mask: Optional[np.ndarray]) -> np.ndarray:
+    """``dx = dy · m · s`` with the forward pass's mask (``dy`` itself for the identity)."""
+    if scaled_mask is None:
+        return dy
+    return dy * scaled_mask
