@@ -28,7 +28,10 @@ def _as_layers(layers, what: str) -> List[Layer]:
 
 
 def _child_error(name: str, layer: Layer, error: ConvscopeError) -> ConvscopeError:
-    return ConvscopeError(f"layer {name} ({layer!r}): {error}")
+    text = repr(layer)
+    if "\n" in text:  # a nested Sequential's repr spans lines; errors must stay one line
+        text = f"{type(layer).__name__}({len(layer.children())} layers)"
+    return ConvscopeError(f"layer {name} ({text}): {error}")
 
 
 @register

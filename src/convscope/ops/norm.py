@@ -1,0 +1,185 @@
+"""Normalisation ops: batch normalisation and local response normalisation.
+
+Pure functions, no state: each ``*_forward`` returns ``(y, cache)`` and the matching
+``*_backward(dy, cache)`` returns the gradients. Channels are axis 1 (NCL, NCHW, ...).
+
+Notation
+--------
+N batch size, C channels, S the spatial positions of one channel (L, or H·W),
+m = N·|S| values per channel, a_c / x input, y output, g = dL/dy the upstream gradient,
+γ weight (scale), β bias (shift), ε eps, μ_c and σ²_c batch mean and biased variance of
+channel c, ρ momentum, k, α, β_lrn and n (size) the LRN constants.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ConvscopeError
+
+
+def _channel_axes(x: np.ndarray) -> Tuple[int, ...]:
+    """Every axis except the channel axis (1): the axes batch statistics reduce over."""
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    """Shape a (C,) vector to broadcast against an (N, C, *S) array."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+# ----- batch normalisation --------------------------------------------------------------------
+
+def batch_norm_forward(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
+                       running_mean: Optional[np.ndarray], running_var: Optional[np.ndarray],
+                       training: bool, eps: float = 1e-5) -> Tuple[np.ndarray, Dict]:
+    """Batch normalisation of ``x`` (N, C, *S) per channel.
+
+    Forward, with statistics from the batch (``training=True``)::
+
+        μ_c  = (1/m) Σ_{n,s} x_{n,c,s}
+        σ²_c = (1/m) Σ_{n,s} (x_{n,c,s} − μ_c)²          (biased: divides by m)
+        x̂    = (x − μ_c) / sqrt(σ²_c + ε)
+        y    = γ_c · x̂ + β_c
+
+    With ``training=False`` the running estimates replace μ_c and σ²_c. A missing ``weight``
+    or ``bias`` (affine=False) means γ = 1, β = 0.
+
+    Output: same shape as ``x``. The cache holds x̂, 1/sqrt(σ² + ε), γ and, in training,
+    the batch ``mean``, biased ``var`` and ``count`` m (for the running-average update).
+    """
+    if training:
+        count = x.size // x.shape[1]
+        if count < 2:
+            raise ConvscopeError(
+                f"batch normalisation in training mode needs more than one value per channel, got an "
+                f"input of shape {x.shape}; use a batch of at least 2 or run it in eval mode")
+        axes = _channel_axes(x)
+        mean = x.mean(axis=axes)
+        centred = x - _per_channel(mean, x.ndim)
+        var = np.mean(centred * centred, axis=axes)
+    else:
+        if running_mean is None or running_var is None:
+            raise ConvscopeError("batch normalisation in eval mode needs running statistics; "
+                                 "pass running_mean and running_var or use training=True")
+        count, mean, var = None, running_mean, running_var
+        centred = x - _per_channel(mean, x.ndim)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = centred * _per_channel(inv_std, x.ndim)
+    y = x_hat if weight is None else x_hat * _per_channel(weight, x.ndim)
+    if bias is not None:
+        y = y + _per_channel(bias, x.ndim)
+    cache = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "training": training,
+             "affine": (weight is not None, bias is not None)}
+    if training:
+        cache.update(mean=mean, var=var, count=count)
+    return y, cache
+
+
+def batch_norm_backward(dy: np.ndarray, cache: Dict
+                        ) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Gradients ``(dx, dγ, dβ)`` of batch normalisation (``dγ``/``dβ`` are None without affine).
+
+    Backward, common to both modes::
+
+        dβ_c = Σ_{n,s} g            dγ_c = Σ_{n,s} g · x̂            ĝ = g · γ_c
+
+    Eval mode (μ, σ² are constants)::
+
+        dx = ĝ / sqrt(σ²_c + ε)
+
+    Training mode (μ and σ² depend on every x of the channel)::
+
+        dx = (1/m) / sqrt(σ²_c + ε) · (m·ĝ − Σ_{n,s} ĝ − x̂ · Σ_{n,s} ĝ·x̂)
+    """
+    x_hat, inv_std, weight = cache["x_hat"], cache["inv_std"], cache["weight"]
+    ndim = dy.ndim
+    axes = _channel_axes(dy)
+    has_weight, has_bias = cache["affine"]
+    d_bias = dy.sum(axis=axes) if has_bias else None
+    d_weight = np.sum(dy * x_hat, axis=axes) if has_weight else None
+    g_hat = dy if weight is None else dy * _per_channel(weight, ndim)
+    if not cache["training"]:
+        return g_hat * _per_channel(inv_std, ndim), d_weight, d_bias
+    m = cache["count"]
+    sum_g = _per_channel(g_hat.sum(axis=axes), ndim)
+    sum_gx = _per_channel(np.sum(g_hat * x_hat, axis=axes), ndim)
+    dx = (g_hat - sum_g / m - x_hat * (sum_gx / m)) * _per_channel(inv_std, ndim)
+    return dx, d_weight, d_bias
+
+
+def running_stats_update(running_mean: np.ndarray, running_var: np.ndarray, batch_mean: np.ndarray,
+                         batch_var: np.ndarray, count: int, factor: float
+                         ) -> Tuple[np.ndarray, np.ndarray]:
+    """New running estimates after one training batch (PyTorch's rule), as new arrays.
+
+    The variance fed to the running average is the UNBIASED one, σ²·m/(m − 1), although the
+    forward pass normalises with the biased σ²::
+
+        running_mean ← (1 − f) · running_mean + f · μ
+        running_var  ← (1 − f) · running_var  + f · σ² · m / (m − 1)
+
+    ``f`` is the momentum ρ, or 1/t after the t-th batch for a cumulative average
+    (momentum=None).
+    """
+    unbiased = batch_var * (count / (count - 1))
+    new_mean = (1.0 - factor) * running_mean + factor * batch_mean
+    new_var = (1.0 - factor) * running_var + factor * unbiased
+    return new_mean, new_var
+
+
+# ----- local response normalisation -----------------------------------------------------------
+
+def _window_sum(v: np.ndarray, below: int, above: int) -> np.ndarray:
+    """Σ_{c'=c−below}^{c+above} v_{c'} along axis 1, the window clipped to 0..C−1.
+
+    Vectorised with a cumulative sum P (P_0 = 0, P_{i+1} = P_i + v_i):
+    the window sum is P_{min(c+above+1, C)} − P_{max(c−below, 0)}.
+    """
+    channels = v.shape[1]
+    zero = np.zeros_like(v[:, :1])
+    prefix = np.concatenate([zero, np.cumsum(v, axis=1)], axis=1)
+    c = np.arange(channels)
+    hi = np.minimum(c + above + 1, channels)
+    lo = np.maximum(c - below, 0)
+    return np.take(prefix, hi, axis=1) - np.take(prefix, lo, axis=1)
+
+
+def lrn_forward(x: np.ndarray, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                k: float = 1.0) -> Tuple[np.ndarray, Dict]:
+    """Local response normalisation across channels (PyTorch's convention).
+
+    Forward, for an input (N, C, *S) and every position::
+
+        D_c = k + (α/n) · Σ_{c'=c−⌊n/2⌋}^{c+⌊(n−1)/2⌋} a_{c'}²     (c' clipped to 0..C−1)
+        b_c = a_c · D_c^(−β_lrn)
+
+    α is divided by the window size n, as in PyTorch (not in Krizhevsky et al. 2012's
+    formula, which uses α alone); the zero padding of the window is still divided by n.
+
+    Output: same shape as ``x``.
+    """
+    squares = x * x
+    denominator = k + (alpha / size) * _window_sum(squares, size // 2, (size - 1) // 2)
+    scale = denominator ** (-beta)
+    y = x * scale
+    return y, {"x": x, "denominator": denominator, "scale": scale, "size": size,
+               "alpha": alpha, "beta": beta}
+
+
+def lrn_backward(dy: np.ndarray, cache: Dict) -> np.ndarray:
+    """dL/dx of local response normalisation.
+
+    Channel j appears in the window of every c with j − ⌊(n−1)/2⌋ ≤ c ≤ j + ⌊n/2⌋ (the window
+    reflected), so::
+
+        dL/da_j = g_j · D_j^(−β) − (2αβ/n) · a_j · Σ_{c ∋ j} g_c · a_c · D_c^(−β−1)
+
+    The reflected window sum uses the same cumulative-sum trick as the forward pass.
+    """
+    x, denominator, scale = cache["x"], cache["denominator"], cache["scale"]
+    size, alpha, beta = cache["size"], cache["alpha"], cache["beta"]
+    inner = dy * x * scale / denominator
+    spread = _window_sum(inner, (size - 1) // 2, size // 2)
+    return dy * scale - (2.0 * alpha * beta / size) * x * spread
