@@ -1,0 +1,306 @@
+"""Convolution (cross-correlation, as in PyTorch) in 2-D and 1-D: forward and backward.
+
+Notation:
+    x (N, C_in, H, W) input, w (C_out, C_in/G, k_h, k_w) filters, b (C_out,) biases,
+    G groups (output channel o reads the C_g = C_in/G input channels of group g = o // (C_out/G)),
+    s stride, d dilation, padding ((p_top, p_bottom), (p_left, p_right)),
+    xpad the zero-padded input, y (N, C_out, H_out, W_out) output, dy = dL/dy.
+
+Output size (``convscope.shapes.conv_output_size``, the one rule):
+    H_out = floor((H + p_top + p_bottom - d_h·(k_h - 1) - 1) / s_h) + 1, likewise W_out.
+
+Forward (window of output position (i, j) in group g's channels)::
+
+    y[n, o, i, j] = b[o] + Σ_{c<C_g, a<k_h, e<k_w} xpad[n, g·C_g + c, i·s_h + a·d_h, j·s_w + e·d_w] · w[o, c, a, e]
+
+Backward: the filter is shared by every position, so its gradient is a sum over positions::
+
+    dL/dw[o]  = Σ_{n, i, j} window(n, g, i, j) · dy[n, o, i, j]
+    dL/db[o]  = Σ_{n, i, j} dy[n, o, i, j]
+    dL/dxpad  : every window receives w[o] · dy[n, o, i, j] (added where windows overlap);
+                dL/dx is dL/dxpad with the padding cropped.
+
+Two paths compute the same numbers:
+
+* ``"reference"``: explicit loops over samples, output channels and positions, exactly the
+  equations above. Slow; for reading, teaching and as the oracle of the fast path.
+* ``"fast"``: im2col + GEMM. The windows of the padded input are a strided view
+  (:func:`convscope.ops.im2col.window_view`) copied once into ``cols`` of shape
+  (N, G, K, P) with K = C_g·k_h·k_w and P = H_out·W_out, so ``W (G, C_out/G, K) @ cols``
+  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW by one GEMM per group
+  over (batch × positions), ``dcols = Wᵀ @ dy``, and col2im by k_h·k_w strided slice adds.
+
+``path=None`` uses the module default, ``"fast"`` unless :func:`set_default_path` changed it.
+1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`, :func:`conv1d_backward`).
+Arrays keep their dtype: float32 in, float32 out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..errors import ConvscopeError
+from ..shapes import conv_output_size
+from .im2col import col2im_add, pad2d, unpad2d, window_view
+
+__all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
+           "set_default_path", "get_default_path", "PATHS"]
+
+PATHS = ("fast", "reference")
+_default_path = "fast"
+
+
+def set_default_path(path: str) -> None:
+    """Choose the path used when an op is called with ``path=None``: ``"fast"`` (im2col + GEMM,
+    the default) or ``"reference"`` (explicit loops). Layers always use the default."""
+    global _default_path
+    if path not in PATHS:
+        raise ConvscopeError(f"convolution path must be 'fast' or 'reference', got {path!r}")
+    _default_path = path
+
+
+def get_default_path() -> str:
+    """The path used when an op is called with ``path=None``."""
+    return _default_path
+
+
+@dataclass
+class ConvCache:
+    """What backward needs from the last forward pass."""
+
+    path: str
+    x_shape: Tuple[int, ...]
+    w: np.ndarray
+    has_bias: bool
+    stride: Tuple[int, int]
+    pads: Tuple[Tuple[int, int], Tuple[int, int]]
+    dilation: Tuple[int, int]
+    groups: int
+    data: np.ndarray  # fast: cols (N, G, K, P); reference: the padded input
+
+
+# ----- argument handling ----------------------------------------------------------------------
+
+def _pair(value, name: str) -> Tuple[int, int]:
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    values = tuple(int(v) for v in value)
+    if len(values) != 2:
+        raise ConvscopeError(f"{name} must be an integer or 2 integers, got {value!r}")
+    return values
+
+
+def _pads2d(padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """int p, (p_h, p_w) or ((top, bottom), (left, right)) -> ((top, bottom), (left, right))."""
+    if isinstance(padding, (int, np.integer)):
+        return (int(padding),) * 2, (int(padding),) * 2
+    padding = tuple(padding)
+    if len(padding) == 2 and all(isinstance(p, (int, np.integer)) for p in padding):
+        return (int(padding[0]),) * 2, (int(padding[1]),) * 2
+    if len(padding) == 2 and all(len(p) == 2 for p in padding):
+        return tuple((int(p[0]), int(p[1])) for p in padding)
+    raise ConvscopeError(f"padding must be an int, (p_h, p_w) or ((top, bottom), (left, right)), "
+                         f"got {padding!r}")
+
+
+def _check(name: str, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], groups: int) -> None:
+    """Shape agreement between input, filters and biases; errors say expected vs got."""
+    for label, array in (("input", x), ("weight", w)):
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ConvscopeError(f"{name} expects a floating-point {label}, got {array.dtype}; "
+                                 "convert it with .astype(np.float32)")
+    if groups < 1:
+        raise ConvscopeError(f"{name}: groups must be a positive integer, got {groups}")
+    c_out, c_per_group = w.shape[:2]
+    if c_out % groups:
+        raise ConvscopeError(f"{name}: {c_out} output channels cannot be split into {groups} groups; "
+                             "use a groups value that divides the output channels")
+    if x.shape[1] != c_per_group * groups:
+        raise ConvscopeError(f"{name}: the weight expects {c_per_group * groups} input channels "
+                             f"({c_per_group} per group × {groups} groups), got {x.shape[1]}")
+    if b is not None and b.shape != (c_out,):
+        raise ConvscopeError(f"{name}: bias must have shape ({c_out},), got {b.shape}")
+
+
+def _output_size(name, x_shape, kernel, stride, pads, dilation) -> Tuple[int, int]:
+    out = []
+    for axis, n, k, s, (lo, hi), d in zip(("height", "width"), x_shape[2:], kernel, stride, pads, dilation):
+        size = conv_output_size(n, k, s, lo, hi, d)
+        if size < 1:
+            span = d * (k - 1) + 1
+            raise ConvscopeError(f"{name}: the kernel spans {span} along {axis} but the padded input "
+                                 f"has {n + lo + hi} ({n} + padding {lo} + {hi}); use a smaller kernel "
+                                 "or dilation, or more padding")
+        out.append(size)
+    return tuple(out)
+
+
+def _span(i: int, s: int, k: int, d: int) -> slice:
+    """Rows (or columns) of the padded input seen by output index i: i·s, i·s + d, ..., i·s + d·(k-1)."""
+    return slice(i * s, i * s + d * (k - 1) + 1, d)
+
+
+# ----- 2-D ------------------------------------------------------------------------------------
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
+                   dilation=1, groups: int = 1, path: Optional[str] = None, _name: str = "conv2d"):
+    """y = x ⋆ w + b (cross-correlation) for x (N, C_in, H, W), w (C_out, C_in/G, k_h, k_w).
+
+    ``padding`` is an int, ``(p_h, p_w)`` or ``((top, bottom), (left, right))``. Returns
+    ``(y, cache)`` with y of shape (N, C_out, H_out, W_out); pass ``cache`` to
+    :func:`conv2d_backward`.
+    """
+    path = _default_path if path is None else path
+    if path not in PATHS:
+        raise ConvscopeError(f"convolution path must be 'fast' or 'reference', got {path!r}")
+    x, w = np.asarray(x), np.asarray(w)
+    b = None if b is None else np.asarray(b)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ConvscopeError(f"{_name} expects a 4-D input (N, C, H, W) and 4-D weight, got shapes "
+                             f"{x.shape} and {w.shape}")
+    stride, dilation, pads = _pair(stride, "stride"), _pair(dilation, "dilation"), _pads2d(padding)
+    groups = int(groups)
+    _check(_name, x, w, b, groups)
+    kernel = w.shape[2:]
+    out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
+    xpad = pad2d(x, pads)
+    if path == "fast":
+        y, data = _forward_fast(xpad, w, kernel, stride, dilation, groups, out)
+    else:
+        y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data)
+
+
+def conv2d_backward(dy: np.ndarray, cache: ConvCache):
+    """Gradients ``(dx, dw, db)`` of the convolution that produced ``cache``; db is None
+    when the forward pass had no bias."""
+    dy = np.asarray(dy)
+    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    if cache.path == "fast":
+        dx, dw = _backward_fast(dy, cache)
+    else:
+        dx, dw = _backward_reference(dy, cache)
+    return dx, dw, db
+
+
+def _forward_reference(xpad, w, kernel, stride, dilation, groups, out):
+    n_batch, c_out = xpad.shape[0], w.shape[0]
+    c_g, o_g = w.shape[1], c_out // groups
+    (k_h, k_w), (s_h, s_w), (d_h, d_w), (h_out, w_out) = kernel, stride, dilation, out
+    y = np.zeros((n_batch, c_out, h_out, w_out), dtype=np.result_type(xpad, w))
+    for n in range(n_batch):
+        for o in range(c_out):
+            g = o // o_g
+            channels = slice(g * c_g, (g + 1) * c_g)
+            for i in range(h_out):
+                for j in range(w_out):
+                    window = xpad[n, channels, _span(i, s_h, k_h, d_h), _span(j, s_w, k_w, d_w)]
+                    y[n, o, i, j] = np.sum(window * w[o])
+    return y
+
+
+def _backward_reference(dy, cache: ConvCache):
+    xpad, w = cache.data, cache.w
+    c_out, c_g, k_h, k_w = w.shape
+    o_g = c_out // cache.groups
+    (s_h, s_w), (d_h, d_w) = cache.stride, cache.dilation
+    dtype = np.result_type(dy, w)
+    dw = np.zeros(w.shape, dtype=dtype)
+    dxpad = np.zeros(xpad.shape, dtype=dtype)
+    n_batch, _, h_out, w_out = dy.shape
+    for n in range(n_batch):
+        for o in range(c_out):
+            g = o // o_g
+            channels = slice(g * c_g, (g + 1) * c_g)
+            for i in range(h_out):
+                for j in range(w_out):
+                    rows, cols = _span(i, s_h, k_h, d_h), _span(j, s_w, k_w, d_w)
+                    delta = dy[n, o, i, j]
+                    dw[o] += xpad[n, channels, rows, cols] * delta     # window × delta
+                    dxpad[n, channels, rows, cols] += w[o] * delta    # filter × delta, scattered
+    return np.ascontiguousarray(unpad2d(dxpad, cache.pads)), dw
+
+
+def _forward_fast(xpad, w, kernel, stride, dilation, groups, out):
+    n_batch, c_in = xpad.shape[:2]
+    c_out = w.shape[0]
+    k = w.shape[1] * kernel[0] * kernel[1]
+    positions = out[0] * out[1]
+    # The one copy: (N, C, k_h, k_w, H_out, W_out) is (N, G, C_g·k_h·k_w, P) in memory.
+    cols = np.ascontiguousarray(window_view(xpad, kernel, stride, dilation, out))
+    cols = cols.reshape(n_batch, groups, k, positions)
+    y = np.matmul(w.reshape(groups, c_out // groups, k), cols)  # (N, G, C_out/G, P)
+    return y.reshape(n_batch, c_out, *out), cols
+
+
+def _backward_fast(dy, cache: ConvCache):
+    cols, w, groups = cache.data, cache.w, cache.groups
+    n_batch, _, k, positions = cols.shape
+    c_out = w.shape[0]
+    w_g = w.reshape(groups, c_out // groups, k)
+    dy_g = np.ascontiguousarray(dy).reshape(n_batch, groups, c_out // groups, positions)
+    dtype = np.result_type(dy, w)
+    dw = np.empty(w_g.shape, dtype=dtype)
+    for g in range(groups):
+        # Σ over samples and positions of delta × window, as one GEMM.
+        dw[g] = np.tensordot(dy_g[:, g], cols[:, g], axes=([0, 2], [0, 2]))
+    dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g)  # (N, G, K, P)
+    n, c_in, height, width = cache.x_shape
+    (top, bottom), (left, right) = cache.pads
+    k_h, k_w = w.shape[2:]
+    h_out, w_out = dy.shape[2:]
+    dxpad = np.zeros((n, c_in, height + top + bottom, width + left + right), dtype=dtype)
+    col2im_add(dxpad, dcols.reshape(n, c_in, k_h, k_w, h_out, w_out), cache.stride, cache.dilation)
+    dx = unpad2d(dxpad, cache.pads)
+    return (np.ascontiguousarray(dx) if dx is not dxpad else dx), dw.reshape(w.shape)
+
+
+# ----- 1-D: the 2-D op with H = 1 -------------------------------------------------------------
+
+def _pads1d(padding):
+    if isinstance(padding, (int, np.integer)):
+        return (0, 0), (int(padding), int(padding))
+    padding = tuple(padding)
+    if len(padding) == 1:
+        padding = padding[0]
+        if isinstance(padding, (int, np.integer)):
+            return (0, 0), (int(padding), int(padding))
+    if len(padding) == 2 and all(isinstance(p, (int, np.integer)) for p in padding):
+        return (0, 0), (int(padding[0]), int(padding[1]))
+    raise ConvscopeError(f"conv1d padding must be an int or (before, after), got {padding!r}")
+
+
+def _one(value, name):
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    values = tuple(value)
+    if len(values) != 1:
+        raise ConvscopeError(f"conv1d {name} must be one integer, got {value!r}")
+    return int(values[0])
+
+
+def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
+                   dilation=1, groups: int = 1, path: Optional[str] = None):
+    """1-D convolution: x (N, C_in, L), w (C_out, C_in/G, k) -> y (N, C_out, L_out).
+
+    ``padding`` is an int or ``(before, after)``. It runs :func:`conv2d_forward` on
+    x viewed as (N, C_in, 1, L) and w as (C_out, C_in/G, 1, k).
+    """
+    x, w = np.asarray(x), np.asarray(w)
+    if x.ndim != 3 or w.ndim != 3:
+        raise ConvscopeError(f"conv1d expects a 3-D input (N, C, L) and 3-D weight, got shapes "
+                             f"{x.shape} and {w.shape}")
+    y, cache = conv2d_forward(x[:, :, None, :], w[:, :, None, :], b, (1, _one(stride, "stride")),
+                              _pads1d(padding), (1, _one(dilation, "dilation")), groups, path,
+                              _name="conv1d")
+    return y[:, :, 0, :], cache
+
+
+def conv1d_backward(dy: np.ndarray, cache: ConvCache):
+    """Gradients ``(dx, dw, db)`` of :func:`conv1d_forward`; db is None without a bias."""
+    dx, dw, db = conv2d_backward(np.asarray(dy)[:, :, None, :], cache)
+    return dx[:, :, 0, :], dw[:, :, 0, :], db
