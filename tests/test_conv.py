@@ -17,7 +17,7 @@ TIGHT = 1e-10
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.")
 
 
-@pytest.fixture(params=["fast", "reference"])
+@pytest.fixture(params=["auto", "im2col", "reference"])
 def path(request):
     """Run a test once with each default path, restoring the default afterwards."""
     old = conv_ops.get_default_path()
@@ -222,17 +222,23 @@ def test_reference_equals_fast(case, asym, seed):
     pads = tuple((lo, hi + extra) for (lo, hi), extra in
                  zip(_pads_of(case), asym))
     results = {}
-    for path_name in ("reference", "fast"):
+    # Every fast path must equal the loops; Winograd only where it is exact (3×3, stride 1, ...).
+    paths = ["reference", "im2col", "auto"]
+    if conv_ops.winograd.applies(case["kernel"], case["stride"], case["dilation"], case["groups"]) \
+            and max(max(p) for p in pads) <= 2:
+        paths.append("winograd")
+    for path_name in paths:
         y, cache = conv_ops.conv2d_forward(x, w, b, case["stride"], pads, case["dilation"],
                                            case["groups"], path=path_name)
         dy = np.random.default_rng(seed + 1).standard_normal(y.shape)
         results[path_name] = (y, *conv_ops.conv2d_backward(dy, cache))
-    for name, ref, fast in zip(("y", "dx", "dw", "db"), results["reference"], results["fast"]):
-        if ref is None:
-            assert fast is None and b is None
-            continue
-        assert ref.shape == fast.shape, name
-        np.testing.assert_allclose(fast, ref, rtol=TIGHT, atol=TIGHT, err_msg=name)
+    for path_name in paths[1:]:
+        for name, ref, fast in zip(("y", "dx", "dw", "db"), results["reference"], results[path_name]):
+            if ref is None:
+                assert fast is None and b is None
+                continue
+            assert ref.shape == fast.shape, name
+            np.testing.assert_allclose(fast, ref, rtol=TIGHT, atol=TIGHT, err_msg=f"{path_name} {name}")
 
 
 def _pads_of(case):
@@ -301,9 +307,9 @@ def test_same_seed_same_weights():
 
 
 def test_set_default_path_rejects_unknown_names():
-    with pytest.raises(cs.ConvscopeError, match="'fast' or 'reference'"):
+    with pytest.raises(cs.ConvscopeError, match="convolution path must be one of auto, fast, im2col"):
         conv_ops.set_default_path("turbo")
-    assert conv_ops.get_default_path() == "fast"
+    assert conv_ops.get_default_path() == "auto"
 
 
 # ----- errors -------------------------------------------------------------------------------------

@@ -60,3 +60,23 @@ def test_float32_stays_float32():
 ])
 def test_applies_only_where_exact(kernel, stride, dilation, groups, expected):
     assert applies(kernel, stride, dilation, groups) is expected
+
+
+def test_auto_path_choices():
+    # Winograd where it is exact and wide enough, a plain GEMM for 1×1, im2col otherwise.
+    from convscope.ops.conv import choose_path
+    pads1, pads0 = ((1, 1), (1, 1)), ((0, 0), (0, 0))
+    assert choose_path("auto", (3, 3), (1, 1), (1, 1), 1, pads1, 64, 64) == "winograd"
+    assert choose_path("auto", (3, 3), (1, 1), (1, 1), 1, pads1, 3, 64) == "im2col"
+    assert choose_path("auto", (3, 3), (2, 2), (1, 1), 1, pads1, 64, 64) == "im2col"
+    assert choose_path("auto", (1, 1), (1, 1), (1, 1), 1, pads0, 256, 128) == "pointwise"
+    assert choose_path("reference", (3, 3), (1, 1), (1, 1), 1, pads1, 64, 64) == "reference"
+
+
+def test_forced_winograd_on_a_layer_matches_torch():
+    # A Conv2d with 16+ channels takes the Winograd path under "auto": check it end to end.
+    import convscope as cs
+    from oracle import assert_matches_torch
+    layer = cs.layers.Conv2d(16, 3, padding=1)
+    assert_matches_torch(layer, torch.nn.Conv2d(16, 16, 3, padding=1), (16, 7, 6), batch=2)
+    assert layer._cache is None  # backward ran and freed what forward kept

@@ -20,18 +20,24 @@ Backward: the filter is shared by every position, so its gradient is a sum over 
     dL/dxpad  : every window receives w[o] · dy[n, o, i, j] (added where windows overlap);
                 dL/dx is dL/dxpad with the padding cropped.
 
-Two paths compute the same numbers:
+Several paths compute the same numbers:
 
 * ``"reference"``: explicit loops over samples, output channels and positions, exactly the
-  equations above. Slow; for reading, teaching and as the oracle of the fast path.
-* ``"fast"``: im2col + GEMM. The windows of the padded input are a strided view
+  equations above. Slow; for reading, teaching and as the oracle of the fast paths.
+* ``"im2col"``: the windows of the padded input are a strided view
   (:func:`convscope.ops.im2col.window_view`) copied once into ``cols`` of shape
   (N, G, K, P) with K = C_g·k_h·k_w and P = H_out·W_out, so ``W (G, C_out/G, K) @ cols``
-  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW by one GEMM per group
-  over (batch × positions), ``dcols = Wᵀ @ dy``, and col2im by k_h·k_w strided slice adds.
+  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW as per-sample GEMMs
+  summed over the batch, ``dcols = Wᵀ @ dy``, and col2im by k_h·k_w strided slice adds.
+* ``"pointwise"`` (chosen automatically): 1×1 stride-1 unpadded layers are a plain GEMM on
+  the input itself, with no window copy and no col2im.
+* ``"winograd"``: stride-1 3×3 layers by Winograd F(2×2, 3×3) (:mod:`convscope.ops.winograd`).
 
-``path=None`` uses the module default, ``"fast"`` unless :func:`set_default_path` changed it.
-1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`, :func:`conv1d_backward`).
+``path=None`` uses the module default, ``"auto"`` unless :func:`set_default_path` changed
+it; ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with at least
+``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers and
+im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
+:func:`conv1d_backward`).
 Arrays keep their dtype: float32 in, float32 out.
 """
 from __future__ import annotations
@@ -43,27 +49,56 @@ import numpy as np
 
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
+from . import winograd
 from .im2col import col2im_add, pad2d, unpad2d, window_view
+from .workspace import workspace
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "set_default_path", "get_default_path", "PATHS"]
 
-PATHS = ("fast", "reference")
-_default_path = "fast"
+#: "auto" picks per call: Winograd for stride-1 3×3 layers wide enough to profit, a direct
+#: GEMM for 1×1 layers, im2col + GEMM otherwise. "fast" is a synonym of "auto".
+PATHS = ("auto", "fast", "im2col", "winograd", "reference")
+_default_path = "auto"
+
+#: Winograd's transforms cost memory passes that only pay off with enough channels to share
+#: them (measured on this project's benchmarks: slower than im2col below ~16 channels).
+WINOGRAD_MIN_CHANNELS = 16
 
 
 def set_default_path(path: str) -> None:
-    """Choose the path used when an op is called with ``path=None``: ``"fast"`` (im2col + GEMM,
-    the default) or ``"reference"`` (explicit loops). Layers always use the default."""
+    """Choose the path used when an op is called with ``path=None`` (layers always use it):
+    ``"auto"`` (default), ``"im2col"``, ``"winograd"`` (stride-1 3×3 layers only) or
+    ``"reference"`` (explicit loops)."""
     global _default_path
     if path not in PATHS:
-        raise ConvscopeError(f"convolution path must be 'fast' or 'reference', got {path!r}")
+        raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
     _default_path = path
 
 
 def get_default_path() -> str:
     """The path used when an op is called with ``path=None``."""
     return _default_path
+
+
+def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int) -> str:
+    """The concrete path ("im2col", "pointwise", "winograd" or "reference") a call will take."""
+    path = _default_path if path is None else path
+    if path not in PATHS:
+        raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
+    exact_winograd = winograd.applies(kernel, stride, dilation, groups) and max(max(p) for p in pads) <= 2
+    if path == "winograd":
+        if not exact_winograd:
+            raise ConvscopeError("the winograd path needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
+                                 "padding at most 2; use path 'auto' for this layer")
+        return "winograd"
+    if path in ("auto", "fast"):
+        if exact_winograd and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
+            return "winograd"
+        if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1 and not any(map(any, pads)):
+            return "pointwise"
+        return "im2col"
+    return path
 
 
 @dataclass
@@ -78,7 +113,7 @@ class ConvCache:
     pads: Tuple[Tuple[int, int], Tuple[int, int]]
     dilation: Tuple[int, int]
     groups: int
-    data: np.ndarray  # fast: cols (N, G, K, P); reference: the padded input
+    data: object  # im2col: cols (N, G, K, P); pointwise: x; winograd: its cache; reference: xpad
 
 
 # ----- argument handling ----------------------------------------------------------------------
@@ -145,16 +180,16 @@ def _span(i: int, s: int, k: int, d: int) -> slice:
 # ----- 2-D ------------------------------------------------------------------------------------
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
-                   dilation=1, groups: int = 1, path: Optional[str] = None, _name: str = "conv2d"):
+                   dilation=1, groups: int = 1, path: Optional[str] = None, buffers: Optional[dict] = None,
+                   _name: str = "conv2d"):
     """y = x ⋆ w + b (cross-correlation) for x (N, C_in, H, W), w (C_out, C_in/G, k_h, k_w).
 
     ``padding`` is an int, ``(p_h, p_w)`` or ``((top, bottom), (left, right))``. Returns
     ``(y, cache)`` with y of shape (N, C_out, H_out, W_out); pass ``cache`` to
-    :func:`conv2d_backward`.
+    :func:`conv2d_backward`. ``buffers``, a dict the caller keeps (a layer keeps one), lets
+    the im2col path reuse its column matrix across calls of the same shape instead of
+    allocating it anew each time.
     """
-    path = _default_path if path is None else path
-    if path not in PATHS:
-        raise ConvscopeError(f"convolution path must be 'fast' or 'reference', got {path!r}")
     x, w = np.asarray(x), np.asarray(w)
     b = None if b is None else np.asarray(b)
     if x.ndim != 4 or w.ndim != 4:
@@ -165,10 +200,16 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     _check(_name, x, w, b, groups)
     kernel = w.shape[2:]
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
-    xpad = pad2d(x, pads)
-    if path == "fast":
-        y, data = _forward_fast(xpad, w, kernel, stride, dilation, groups, out)
+    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0])
+    if path == "winograd":
+        y, data = winograd.conv3x3_forward(x, w, b, pads)
+        return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data)
+    if path == "pointwise":
+        y, data = _forward_pointwise(x, w), x
+    elif path == "im2col":
+        y, data = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, buffers)
     else:
+        xpad = pad2d(x, pads)
         y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
@@ -180,8 +221,12 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache):
     when the forward pass had no bias."""
     dy = np.asarray(dy)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    if cache.path == "fast":
+    if cache.path == "winograd":
+        return winograd.conv3x3_backward(dy, cache.data)
+    if cache.path == "im2col":
         dx, dw = _backward_fast(dy, cache)
+    elif cache.path == "pointwise":
+        dx, dw = _backward_pointwise(dy, cache)
     else:
         dx, dw = _backward_reference(dy, cache)
     return dx, dw, db
@@ -225,16 +270,37 @@ def _backward_reference(dy, cache: ConvCache):
     return np.ascontiguousarray(unpad2d(dxpad, cache.pads)), dw
 
 
-def _forward_fast(xpad, w, kernel, stride, dilation, groups, out):
+def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, buffers=None):
     n_batch, c_in = xpad.shape[:2]
     c_out = w.shape[0]
     k = w.shape[1] * kernel[0] * kernel[1]
     positions = out[0] * out[1]
     # The one copy: (N, C, k_h, k_w, H_out, W_out) is (N, G, C_g·k_h·k_w, P) in memory.
-    cols = np.ascontiguousarray(window_view(xpad, kernel, stride, dilation, out))
+    shape = (n_batch, c_in, kernel[0], kernel[1], out[0], out[1])
+    cols = None
+    if buffers is not None:
+        cols = buffers.get("cols")
+        if cols is None or cols.shape != shape or cols.dtype != xpad.dtype:
+            cols = buffers["cols"] = np.empty(shape, dtype=xpad.dtype)
+    if cols is None:
+        cols = np.empty(shape, dtype=xpad.dtype)
+    np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
     cols = cols.reshape(n_batch, groups, k, positions)
     y = np.matmul(w.reshape(groups, c_out // groups, k), cols)  # (N, G, C_out/G, P)
     return y.reshape(n_batch, c_out, *out), cols
+
+
+def _sum_over_batch_of_products(a: np.ndarray, b_t: np.ndarray, out_shape) -> np.ndarray:
+    """Σ_n a[n] @ b_t[n] for a (N, ..., M, P) and b_t (N, ..., P, K), in batch chunks so the
+    per-sample products never take more than ~32 MB at once."""
+    n = a.shape[0]
+    per_sample = int(np.prod(out_shape)) * a.itemsize
+    chunk = max(1, min(n, (32 << 20) // max(per_sample, 1)))
+    total = None
+    for start in range(0, n, chunk):
+        part = np.matmul(a[start:start + chunk], b_t[start:start + chunk]).sum(axis=0)
+        total = part if total is None else total + part
+    return total
 
 
 def _backward_fast(dy, cache: ConvCache):
@@ -244,19 +310,43 @@ def _backward_fast(dy, cache: ConvCache):
     w_g = w.reshape(groups, c_out // groups, k)
     dy_g = np.ascontiguousarray(dy).reshape(n_batch, groups, c_out // groups, positions)
     dtype = np.result_type(dy, w)
-    dw = np.empty(w_g.shape, dtype=dtype)
-    for g in range(groups):
-        # Σ over samples and positions of delta × window, as one GEMM.
-        dw[g] = np.tensordot(dy_g[:, g], cols[:, g], axes=([0, 2], [0, 2]))
-    dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g)  # (N, G, K, P)
+    # dW: Σ over samples and positions of delta × window; per-sample GEMMs read cols in place
+    # (a single GEMM over (batch × positions) would first copy cols into another layout).
+    dw = _sum_over_batch_of_products(dy_g, cols.transpose(0, 1, 3, 2), w_g.shape)
     n, c_in, height, width = cache.x_shape
     (top, bottom), (left, right) = cache.pads
     k_h, k_w = w.shape[2:]
     h_out, w_out = dy.shape[2:]
-    dxpad = np.zeros((n, c_in, height + top + bottom, width + left + right), dtype=dtype)
+    if (k_h, k_w) == (1, 1) and cache.stride == (1, 1) and not any(map(any, cache.pads)):
+        dx = np.matmul(w_g.transpose(0, 2, 1), dy_g)  # no overlap: dcols is dx
+        return dx.reshape(cache.x_shape), dw.reshape(w.shape).astype(dtype, copy=False)
+    dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g,
+                      out=workspace("conv.dcols", (n_batch, groups, k, positions), dtype))
+    padded = (n, c_in, height + top + bottom, width + left + right)
+    has_pad = padded != tuple(cache.x_shape)
+    dxpad = workspace("conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
+    dxpad.fill(0)
     col2im_add(dxpad, dcols.reshape(n, c_in, k_h, k_w, h_out, w_out), cache.stride, cache.dilation)
-    dx = unpad2d(dxpad, cache.pads)
-    return (np.ascontiguousarray(dx) if dx is not dxpad else dx), dw.reshape(w.shape)
+    dx = np.ascontiguousarray(unpad2d(dxpad, cache.pads)) if has_pad else dxpad
+    return dx, dw.reshape(w.shape).astype(dtype, copy=False)
+
+
+def _forward_pointwise(x, w):
+    """1×1, stride 1, unpadded, ungrouped: y[n] = W (C_out, C_in) @ x[n] (C_in, H·W), no copy of x."""
+    n, c_in, h, wd = x.shape
+    y = np.matmul(w.reshape(w.shape[0], c_in), x.reshape(n, c_in, h * wd))
+    return y.reshape(n, w.shape[0], h, wd)
+
+
+def _backward_pointwise(dy, cache: ConvCache):
+    x, w = cache.data, cache.w
+    n, c_in, h, wd = x.shape
+    c_out = w.shape[0]
+    dy_m = np.ascontiguousarray(dy).reshape(n, c_out, h * wd)
+    w_m = w.reshape(c_out, c_in)
+    dw = _sum_over_batch_of_products(dy_m, x.reshape(n, c_in, h * wd).transpose(0, 2, 1), w_m.shape)
+    dx = np.matmul(w_m.T, dy_m).reshape(x.shape)
+    return dx, dw.reshape(w.shape).astype(np.result_type(dy, w), copy=False)
 
 
 # ----- 1-D: the 2-D op with H = 1 -------------------------------------------------------------
@@ -284,7 +374,7 @@ def _one(value, name):
 
 
 def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
-                   dilation=1, groups: int = 1, path: Optional[str] = None):
+                   dilation=1, groups: int = 1, path: Optional[str] = None, buffers: Optional[dict] = None):
     """1-D convolution: x (N, C_in, L), w (C_out, C_in/G, k) -> y (N, C_out, L_out).
 
     ``padding`` is an int or ``(before, after)``. It runs :func:`conv2d_forward` on
@@ -296,7 +386,7 @@ def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                              f"{x.shape} and {w.shape}")
     y, cache = conv2d_forward(x[:, :, None, :], w[:, :, None, :], b, (1, _one(stride, "stride")),
                               _pads1d(padding), (1, _one(dilation, "dilation")), groups, path,
-                              _name="conv1d")
+                              buffers, _name="conv1d")
     return y[:, :, 0, :], cache
 
 

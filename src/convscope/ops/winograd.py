@@ -46,13 +46,13 @@ def _rows_bt(rows):
     return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
 
 
-def input_transform(xp: np.ndarray, th: int, tw: int, key: str) -> np.ndarray:
+def input_transform(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> np.ndarray:
     """V = Bᵀ d B for every 4×4 tile of the padded input xp (N, C, ≥2·th+2, ≥2·tw+2).
 
-    Returns V with shape (16, C, N·th·tw), the layout the 16 products want.
+    Writes into ``v`` (4, 4, C, N, th, tw) and returns it as (16, C, N·th·tw), the layout
+    the 16 products want.
     """
     n, c = xp.shape[:2]
-    v = workspace(key, (4, 4, c, n, th, tw), xp.dtype)
     rows = [xp[:, :, i:i + 2 * th:2, :] for i in range(4)]          # d_i: rows 2t+i
     for i, r in enumerate(_rows_bt(rows)):                           # (N, C, th, Wp)
         cols = [r[:, :, :, j:j + 2 * tw:2] for j in range(4)]
@@ -107,7 +107,10 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
     th, tw = -(-h_out // 2), -(-w_out // 2)
     xp = _pad_for_tiles(x, pads, th, tw, key + ".xp")
-    v = input_transform(xp, th, tw, key + ".v")
+    v_shape = (4, 4, c, n, th, tw)
+    # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
+    v = input_transform(xp, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
+                        else workspace(key + ".v", v_shape, x.dtype))
     u = filter_transform(w)
     m = np.matmul(u, v, out=workspace(key + ".m", (16, k, n * th * tw), x.dtype))
     y = output_transform(m, n, th, tw, h_out, w_out, np.empty((n, k, h_out, w_out), dtype=x.dtype))
@@ -115,7 +118,7 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
         y += b.reshape(1, k, 1, 1)
     cache = None
     if keep_for_backward:
-        cache = {"x_shape": x.shape, "w": w, "pads": pads, "v": v.copy(), "tiles": (th, tw),
+        cache = {"x_shape": x.shape, "w": w, "pads": pads, "v": v, "tiles": (th, tw),
                  "has_bias": b is not None}
     return y, cache
 
