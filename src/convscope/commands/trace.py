@@ -1,0 +1,104 @@
+"""``convscope trace conv1d|conv2d|maxpool2d|linear``: forward and backward of one layer on
+values given on the command line, written as sums term by term.
+
+    convscope trace conv1d --x 1,2,3 --w 0.3,0.5 --b 0 --dy -0.1,0.2
+    convscope trace conv2d --x 3x3:1,2,3,4,5,6,7,8,9 --w [[1,0],[0,-1]] --padding 1 --stride 2
+    convscope trace maxpool2d --x [[1,3],[4,2]] --kernel-size 2 --dy [[1]]
+    convscope trace linear --x 1,2 --w [[1,-1],[0.5,2]] --b 0,1 --dy 1,-1 --format json
+
+Values: ``1,2,3`` (flat), ``[[1,2],[3,4]]`` (nested) or ``2x2:1,2,3,4`` (shape and values).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from ..errors import ConvscopeError
+
+KINDS = ("conv1d", "conv2d", "maxpool2d", "linear")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "trace", help="forward and backward of one layer, term by term",
+        description="Print a layer's forward and backward pass as sums, term by term, with the "
+                    "engine's numbers. Values: 1,2,3 or [[1,2],[3,4]] or 2x2:1,2,3,4.")
+    parser.add_argument("kind", choices=KINDS, metavar="{" + ",".join(KINDS) + "}",
+                        help="the layer to trace")
+    parser.add_argument("--x", required=True, help="input values (one sample, no batch axis)")
+    parser.add_argument("--w", help="weights (conv: k, k_h×k_w or C_out×C_in×kernel; linear: n_out×n_in)")
+    parser.add_argument("--b", help="biases, one per filter or output (omit for no bias)")
+    parser.add_argument("--dy", help="upstream gradient dL/dy, shaped like y (omit for forward only)")
+    parser.add_argument("--kernel-size", help="maxpool2d window, e.g. 2 or 2,3")
+    parser.add_argument("--stride", help="e.g. 2 or 2,1 (maxpool2d: default the kernel size)")
+    parser.add_argument("--padding", default="0", help="e.g. 1, 1,0, same or valid (conv)")
+    parser.add_argument("--dilation", default="1", help="e.g. 2 or 1,2")
+    parser.add_argument("--ceil-mode", action="store_true", help="maxpool2d: round the output size up")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    # argparse takes "-0.1,0.2" for an option because only plain numbers such as -0.1 count
+    # as negative values; widen that test so `--dy -0.1,0.2` works (`--dy=-0.1,0.2` always does).
+    parser._negative_number_matcher = re.compile(r"^-[\d.]")
+    parser.set_defaults(handler=run)
+
+
+def _ints(text, option: str, allow_words=()):
+    """'2' -> 2, '2,1' -> (2, 1); words such as 'same' pass through."""
+    if text is None:
+        return None
+    text = str(text).strip()
+    if text in allow_words:
+        return text
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        words = f", {' or '.join(allow_words)}" if allow_words else ""
+        raise ConvscopeError(f"{option} must be an integer or integers separated by commas{words}, "
+                             f"got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def build_trace(args):
+    from ..trace import trace_conv1d, trace_conv2d, trace_linear, trace_maxpool2d
+    kind = args.kind
+    stride = _ints(args.stride, "--stride")
+    dilation = _ints(args.dilation, "--dilation")
+    if kind == "maxpool2d":
+        if args.w is not None or args.b is not None:
+            raise ConvscopeError("maxpool2d has no weights or bias; drop --w/--b and give --kernel-size")
+        if args.kernel_size is None:
+            raise ConvscopeError("maxpool2d needs --kernel-size, e.g. --kernel-size 2")
+        return trace_maxpool2d(args.x, _ints(args.kernel_size, "--kernel-size"), dy=args.dy, stride=stride,
+                               padding=_ints(args.padding, "--padding"), dilation=dilation,
+                               ceil_mode=args.ceil_mode)
+    if args.w is None:
+        raise ConvscopeError(f"{kind} needs weights: give --w, e.g. --w 0.3,0.5")
+    if args.kernel_size is not None or args.ceil_mode:
+        raise ConvscopeError(f"--kernel-size and --ceil-mode are for maxpool2d; {kind} takes its kernel "
+                             "size from --w")
+    if kind == "linear":
+        if args.stride is not None or args.padding != "0" or args.dilation != "1":
+            raise ConvscopeError("linear has no stride, padding or dilation; drop those options")
+        return trace_linear(args.x, args.w, b=args.b, dy=args.dy)
+    fn = trace_conv1d if kind == "conv1d" else trace_conv2d
+    return fn(args.x, args.w, b=args.b, dy=args.dy, stride=1 if stride is None else stride,
+              padding=_ints(args.padding, "--padding", ("same", "valid")), dilation=dilation)
+
+
+def run(args) -> int:
+    result = build_trace(args)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    console = Console(highlight=False, soft_wrap=True)
+    first = True
+    for title, lines in result.sections:
+        if not lines:
+            continue
+        if not first:
+            console.print()
+        first = False
+        console.print(title, style="bold", markup=False)
+        for line in lines:
+            console.print(f"  {line}", markup=False)
+    return 0
