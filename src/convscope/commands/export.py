@@ -1,0 +1,78 @@
+"""``convscope export CHECKPOINT -o net.onnx | net.pt``: move a trained model to another engine.
+
+* ``.onnx``: the model as an ONNX graph (opset 17, float32, dynamic batch), for ONNX Runtime.
+* ``.pt``: a PyTorch state dict (``torch.save`` of tensors only, loadable with
+  ``torch.load(..., weights_only=True)``) plus ``<name>.py`` next to it, a generated module
+  that rebuilds the network with PyTorch alone, so training can continue under torch (and
+  DistributedDataParallel) without convscope.
+"""
+from __future__ import annotations
+
+import os
+
+from ..errors import ConvscopeError
+
+FORMATS = {".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write a checkpoint as ONNX (.onnx) or PyTorch (.pt + generated .py)",
+        description="Export a convscope checkpoint: -o net.onnx writes an ONNX model for ONNX Runtime; "
+                    "-o net.pt writes a PyTorch state dict and net.py, a module file that rebuilds the "
+                    "network with PyTorch alone.")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a convscope checkpoint (.npz)")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="where to write: a .onnx or .pt (or .pth) file")
+    parser.set_defaults(handler=run)
+
+
+def _format_of(output: str) -> str:
+    suffix = os.path.splitext(output)[1].lower()
+    if suffix not in FORMATS:
+        raise ConvscopeError(f"-o must end in .onnx or .pt to choose the format, got {output!r}; "
+                             "e.g. -o net.onnx or -o net.pt")
+    return FORMATS[suffix]
+
+
+def export_pt(model, output: str, source: str) -> str:
+    """Write the state dict to ``output`` and the module code beside it; returns the .py path."""
+    from .. import __version__
+    from ..interop.codegen import module_source
+    from ..interop.optional import require
+    from ..interop.torch_export import check_built, describe, torch_state_dict
+
+    torch = require("torch", "export to .pt")
+    check_built(model, "export")
+    stem, _ = os.path.splitext(output)
+    code_path = stem + ".py"
+    code = module_source(describe(model), input_shape=model.input_shape, dtype=str(model.dtype),
+                         weights_file=os.path.basename(output), source=os.path.basename(source),
+                         version=__version__)
+    torch.save(torch_state_dict(model, torch), output)
+    with open(code_path, "w", encoding="utf-8") as handle:
+        handle.write(code)
+    return code_path
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from ..train.checkpoint import load_checkpoint
+
+    output = args.output
+    kind = _format_of(output)
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise ConvscopeError(f"cannot write {output}: the folder {folder} does not exist; create it first")
+    model = load_checkpoint(args.checkpoint).model
+    console = Console(highlight=False, soft_wrap=True)
+    if kind == "onnx":
+        from ..interop import to_onnx
+        to_onnx(model, output)
+        console.print(f"wrote {output} (ONNX opset 17, input (N, {', '.join(map(str, model.input_shape))}))")
+    else:
+        code_path = export_pt(model, output, args.checkpoint)
+        console.print(f"wrote {output} (PyTorch state dict, {len(model.state_dict())} tensors) and {code_path} "
+                      f"(module code: build_model(), load())")
+    return 0

@@ -1,0 +1,53 @@
+"""Exchange with PyTorch and ONNX: the same model, moved exactly, in both directions.
+
+::
+
+    cs.interop.to_torch(model)                  # -> torch.nn.Module, equal state dict and outputs
+    cs.interop.from_torch(module, input_shape)  # -> convscope model, weights copied
+    cs.interop.to_onnx(model, "net.onnx")       # opset 17, dynamic batch, runs in ONNX Runtime
+    cs.interop.from_onnx("net.onnx")            # the layers convscope has; one error for the rest
+
+torch and onnx are optional extras (``pip install convscope[torch]`` / ``convscope[onnx]``):
+nothing here imports them until one of these functions is called, and a missing library
+is a one-line :class:`~convscope.ConvscopeError` naming the extra to install.
+
+How the pieces connect: :mod:`.torch_export` turns each layer into a description (a torch
+class name and its arguments); :mod:`.torch_import` reads torch modules back;
+:mod:`.torch_modules` holds the four small torch modules with no ``torch.nn`` twin
+(Concat, Residual, GlobalAvgPool, LocallyConnected2d); :mod:`.codegen` writes the
+descriptions and those modules' source as a stand-alone Python file for ``.pt`` exports;
+:mod:`.onnx_export` and :mod:`.onnx_import` write and read ONNX graphs.
+"""
+from __future__ import annotations
+
+__all__ = ["to_torch", "from_torch", "to_onnx", "from_onnx"]
+
+
+def to_torch(model):
+    """A ``torch.nn.Module`` of the same structure as the built ``model``: ``nn.Sequential``
+    for sequences, small ``Concat``/``Residual`` modules for branches, equal state-dict names
+    and values (parameters and batch-norm buffers) and equal outputs in eval and train mode."""
+    from .torch_export import to_torch as convert
+    return convert(model)
+
+
+def from_torch(module, input_shape):
+    """A built convscope model with ``module``'s structure and weights, for the per-sample
+    ``input_shape``; ``module`` is an ``nn.Sequential`` (nested Sequentials, and the Concat
+    and Residual modules :func:`to_torch` makes, included) of layer types convscope has."""
+    from .torch_import import from_torch as convert
+    return convert(module, input_shape)
+
+
+def to_onnx(model, path):
+    """Write the built ``model`` to ``path`` as an ONNX model (opset 17, float32, dynamic
+    batch dimension), checked with ``onnx.checker``; returns the path."""
+    from .onnx_export import to_onnx as convert
+    return convert(model, path)
+
+
+def from_onnx(path, input_shape=None):
+    """A built convscope model from the ONNX file at ``path``; ``input_shape`` (per-sample)
+    is needed only when the graph's input has symbolic sizes beyond the batch."""
+    from .onnx_import import from_onnx as convert
+    return convert(path, input_shape)
