@@ -1,0 +1,87 @@
+"""``convscope train [MODEL] [--data digits|PATH] [--epochs N] [--batch-size N] [--lr X]
+[--out DIR] [--resume]``.
+
+A thin layer over :func:`convscope.train.fit`. Without MODEL a small CNN fit for the data is
+used (for digits: two 3×3 convolutions, a 2×2 max-pool and two linear layers). ``--out``
+receives ``model.npz`` (best validation accuracy), ``last.npz`` (for ``--resume``) and
+``history.json``. Every argument is checked before anything is written; an existing run is
+never overwritten without ``--overwrite``. Ctrl-C saves and exits with code 130.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+DEFAULT_EPOCHS = 20
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model (default: a small CNN on scikit-learn's digits)",
+        description="Train a CNN on a CPU. Progress is a live bar per epoch on a terminal and one "
+                    "line per epoch when piped.")
+    parser.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                        help="zoo name, .json/.yaml spec, .npz checkpoint or text form (default: a small "
+                             "CNN fit for the data; with --resume: the run's own model)")
+    parser.add_argument("--data", default="digits",
+                        help="'digits' (bundled with scikit-learn) or a path: IDX files (MNIST layout), "
+                             "CIFAR-10 .bin batches, an .npz with x and y, or a folder of class sub-folders")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                        help=f"total epochs (with --resume: train until this many; default {DEFAULT_EPOCHS})")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default 0.003 for adam/adamw, 0.05 for sgd)")
+    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    parser.add_argument("--nesterov", action="store_true", help="SGD with Nesterov momentum")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 (sgd, adam) or decoupled (adamw)")
+    parser.add_argument("--schedule", choices=("cosine", "step", "constant"), default="cosine",
+                        help="learning-rate schedule over the epochs (default cosine)")
+    parser.add_argument("--warmup", type=int, default=0, metavar="EPOCHS",
+                        help="linear warm-up epochs before the schedule (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed (default 0)")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<data name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.npz")
+    parser.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(handler=run)
+
+
+def _default_out(data: str) -> str:
+    name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0] or "data"
+    return os.path.join("runs", name)
+
+
+def run(args) -> int:
+    from ..errors import ConvscopeError
+    from ..train import load_data, preprocessing
+    from ..train.checkpoint import load_checkpoint
+    from ..train.trainer import BEST, TrainingInterrupted, evaluate_arrays, fit
+
+    if args.epochs < 1:
+        raise ConvscopeError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.lr is not None and not args.lr > 0:
+        raise ConvscopeError(f"--lr must be greater than 0, got {args.lr:g}; try 0.001")
+    model = None
+    if args.model is not None:
+        from ..spec.resolve import resolve
+        model = resolve(args.model).model
+    data = load_data(args.data)
+    out = args.out or _default_out(args.data)
+    try:
+        result = fit(model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                     optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
+                     weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
+                     seed=args.seed, out=out, resume=args.resume, overwrite=args.overwrite,
+                     progress=not args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"convscope: {stop}", file=sys.stderr)
+        return 130
+    best = load_checkpoint(os.path.join(out, BEST))
+    x_test = preprocessing.normalize(data.test.x, best.preprocessing, dtype=best.model.dtype)
+    _, test_accuracy, _ = evaluate_arrays(best.model, x_test, data.test.y)
+    if not args.quiet:
+        print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}% at epoch {result.best_epoch}; "
+              f"test accuracy of {os.path.join(out, BEST)}: {100 * test_accuracy:.2f}% "
+              f"({len(data.test)} samples)")
+    return 0

@@ -1,0 +1,206 @@
+"""Checkpoints: one ``.npz`` file, no pickled objects, written atomically.
+
+Layout of the archive:
+
+* every parameter and buffer under its state-dict name (``"0.weight"``, ``"1.running_mean"``),
+* ``"__convscope__"``: a 0-d unicode array holding a JSON document::
+
+      {"format": "convscope-checkpoint", "version": 1,
+       "spec": {...model.spec()...}, "input_shape": [1, 8, 8], "dtype": "float32",
+       "preprocessing": {...}, "class_names": ["0", ...],
+       "epoch": 12,                      # epochs completed (optional)
+       "optimizer": {"type", "hyper", "steps"} (optional), "training": {...} (optional),
+       "rng": {"<layer path>.<attribute>": Generator state} (optional)}
+
+* optimizer state arrays (when saved) under ``"optimizer:<parameter>:<slot>"``.
+
+Writing goes to a temporary file in the destination folder, is flushed to disk and then
+``os.replace``-d over the destination, so a crash or an exception mid-write leaves the previous
+checkpoint untouched. Loading uses ``np.load(..., allow_pickle=False)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..errors import ConvscopeError
+from . import preprocessing as prep_mod
+
+META_KEY = "__convscope__"
+OPTIM_PREFIX = "optimizer:"
+FORMAT = "convscope-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. ``model`` is built, with the saved weights and buffers loaded."""
+
+    path: str
+    model: object
+    spec: Dict
+    input_shape: tuple
+    preprocessing: Optional[Dict]
+    class_names: Optional[List[str]]
+    epoch: Optional[int] = None
+    optimizer_state: Optional[Dict] = None
+    meta: Dict = field(default_factory=dict)
+
+
+def generator_states(model) -> Dict[str, Dict]:
+    """States of every ``numpy.random.Generator`` held by a layer (dropout masks), by path."""
+    states = {}
+
+    def walk(layer, prefix):
+        for attr, value in vars(layer).items():
+            if isinstance(value, np.random.Generator):
+                states[f"{prefix}{attr}"] = value.bit_generator.state
+        for name, child in layer.children():
+            walk(child, f"{prefix}{name}.")
+
+    walk(model, "")
+    return states
+
+
+def restore_generator_states(model, states: Dict[str, Dict]) -> None:
+    def walk(layer, prefix):
+        for attr, value in vars(layer).items():
+            key = f"{prefix}{attr}"
+            if isinstance(value, np.random.Generator) and key in states:
+                value.bit_generator.state = states[key]
+        for name, child in layer.children():
+            walk(child, f"{prefix}{name}.")
+
+    walk(model, "")
+
+
+def _spec_of(model) -> Dict:
+    from ..spec import to_spec
+    return to_spec(model)
+
+
+def save_checkpoint(path, model, *, input_shape=None, preprocessing: Optional[Dict] = None,
+                    class_names: Optional[List[str]] = None, optimizer=None, epoch: Optional[int] = None,
+                    training: Optional[Dict] = None, extra: Optional[Dict] = None) -> str:
+    """Write ``model`` (built) and its description to ``path`` atomically; returns the path."""
+    path = os.fspath(path)
+    if not getattr(model, "built", False):
+        raise ConvscopeError("only a built model can be saved; call model.build(input_shape) first")
+    shape = tuple(int(s) for s in (input_shape if input_shape is not None else model.input_shape))
+    meta = {"format": FORMAT, "version": VERSION, "spec": _spec_of(model), "input_shape": list(shape),
+            "dtype": np.dtype(model.dtype).name,
+            "preprocessing": prep_mod.validate(preprocessing) if preprocessing is not None else None,
+            "class_names": [str(c) for c in class_names] if class_names is not None else None,
+            "epoch": None if epoch is None else int(epoch), "training": training or {},
+            "rng": generator_states(model)}
+    arrays: Dict[str, np.ndarray] = dict(model.state_dict())
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        meta["optimizer"] = {k: v for k, v in state.items() if k != "arrays"}
+        for key, value in state["arrays"].items():
+            arrays[OPTIM_PREFIX + key] = value
+    if extra:
+        meta.update(extra)
+    arrays[META_KEY] = np.array(json.dumps(meta))
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return path
+
+
+def atomic_write(path: str, write, mode: str = "wb") -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, flush it to disk, then rename
+    it over ``path``; on any exception (Ctrl-C included) the temporary file is removed and
+    ``path`` keeps its previous content."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(mode, dir=folder, prefix=f".{os.path.basename(path)}.",
+                                         suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # NamedTemporaryFile creates files readable by the owner only; give the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
+        os.replace(handle.name, path)
+    except BaseException:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
+        raise
+
+
+def read_checkpoint(path) -> tuple:
+    """(meta dict, {name: array}) of a checkpoint file, validated; no model is built."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ConvscopeError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise ConvscopeError(f"{path} is a folder; give the checkpoint file inside it, e.g. {path}/model.npz")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":
+        what = "an empty file" if not magic else "not an .npz archive"
+        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is {what}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except zipfile.BadZipFile as error:
+        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is truncated or not an .npz "
+                             f"archive ({error})") from None
+    except (ValueError, OSError, EOFError) as error:
+        if "pickle" in str(error):
+            raise ConvscopeError(f"{path} holds pickled objects; convscope never loads those, so it is "
+                                 "not a convscope checkpoint") from None
+        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is truncated or not an .npz "
+                             f"archive ({error})") from None
+    if META_KEY not in arrays:
+        raise ConvscopeError(f"{path} is an .npz archive but not a convscope checkpoint (it has no "
+                             f"{META_KEY!r} entry); save checkpoints with convscope train or save_checkpoint")
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ConvscopeError(f"{path}: the checkpoint's description is not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ConvscopeError(f"{path} is not a convscope checkpoint (its description lacks "
+                             f"format={FORMAT!r})")
+    if int(meta.get("version", 0)) > VERSION:
+        raise ConvscopeError(f"{path} is a version-{meta['version']} checkpoint; this convscope reads up "
+                             f"to version {VERSION}: upgrade convscope")
+    return meta, arrays
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Load a checkpoint: a built model with its weights, and what it was trained on."""
+    from ..spec import from_spec
+
+    path = os.fspath(path)
+    meta, arrays = read_checkpoint(path)
+    try:
+        model = from_spec(meta["spec"])
+        shape = tuple(int(s) for s in meta["input_shape"])
+        model.build(shape, seed=0, dtype=np.dtype(meta.get("dtype", "float32")))
+        weights = {k: v for k, v in arrays.items() if not k.startswith(OPTIM_PREFIX)}
+        model.load_state_dict(weights, strict=True)
+        restore_generator_states(model, meta.get("rng") or {})
+    except ConvscopeError as error:
+        raise ConvscopeError(f"{path}: the checkpoint does not load: {error}") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConvscopeError(f"{path}: the checkpoint's description is incomplete or damaged "
+                             f"({error})") from None
+    optimizer_state = None
+    if meta.get("optimizer"):
+        optimizer_state = dict(meta["optimizer"])
+        optimizer_state["arrays"] = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items()
+                                     if k.startswith(OPTIM_PREFIX)}
+    prep = meta.get("preprocessing")
+    return Checkpoint(path=path, model=model, spec=meta["spec"], input_shape=shape,
+                      preprocessing=prep_mod.validate(prep) if prep is not None else None,
+                      class_names=meta.get("class_names"), epoch=meta.get("epoch"),
+                      optimizer_state=optimizer_state, meta=meta)
