@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from typing import List, Optional
 
 from .errors import ConvscopeError
 
 COMMAND_MODULES = ["summary", "train", "evaluate", "predict", "show", "trace", "export"]
-# While sub-commands are being written, a module that does not exist yet is skipped.
-_OPTIONAL_DURING_DEVELOPMENT = True
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,8 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        if _OPTIONAL_DURING_DEVELOPMENT and importlib.util.find_spec(f"convscope.commands.{name}") is None:
-            continue
         module = importlib.import_module(f"convscope.commands.{name}")
         module.register(subparsers)
     return parser
