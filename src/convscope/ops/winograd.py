@@ -34,86 +34,90 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
-    """U = G g Gᵀ for every (k, c): (K, C, 3, 3) -> (16, K, C)."""
+    """U = G g Gᵀ for every (k, c): (K, C, 3, 3) -> (16, K, C), as two small matrix products."""
     g = _G.astype(w.dtype)
-    u = np.einsum("ia,kcab,jb->ijkc", g, w, g, optimize=True)
-    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]))
+    u = np.matmul(np.matmul(g, w), g.T)                              # (K, C, 4, 4)
+    return np.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, w.shape[0], w.shape[1])
 
 
-def _rows_bt(rows):
-    """Bᵀ applied along one axis to the four views d0..d3: (d0−d2, d1+d2, d2−d1, d1−d3)."""
-    d0, d1, d2, d3 = rows
-    return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+def _bt_pair(d0, d1, d2, d3, outs):
+    """Bᵀ along one axis, written into ``outs``: (d0 − d2, d1 + d2, d2 − d1, d1 − d3)."""
+    np.subtract(d0, d2, out=outs[0])
+    np.add(d1, d2, out=outs[1])
+    np.subtract(d2, d1, out=outs[2])
+    np.subtract(d1, d3, out=outs[3])
 
 
-def input_transform(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> np.ndarray:
-    """V = Bᵀ d B for every 4×4 tile of the padded input xp (N, C, ≥2·th+2, ≥2·tw+2).
+def input_transform(xt: np.ndarray, th: int, tw: int, v: np.ndarray, key: str) -> np.ndarray:
+    """V = Bᵀ d B for every 4×4 tile of the padded input ``xt``, laid out (C, N, ≥2·th+2, ≥2·tw+2).
 
-    Writes into ``v`` (4, 4, C, N, th, tw) and returns it as (16, C, N·th·tw), the layout
-    the 16 products want.
+    Writes into ``v`` (4, 4, C, N, th, tw) and returns it as (16, C, N·th·tw), the layout the
+    16 products want. Channel-major input makes every write below contiguous.
     """
-    n, c = xp.shape[:2]
-    rows = [xp[:, :, i:i + 2 * th:2, :] for i in range(4)]          # d_i: rows 2t+i
-    for i, r in enumerate(_rows_bt(rows)):                           # (N, C, th, Wp)
-        cols = [r[:, :, :, j:j + 2 * tw:2] for j in range(4)]
-        for j, t in enumerate(_rows_bt(cols)):                       # (N, C, th, tw)
-            v[i, j] = t.transpose(1, 0, 2, 3)
+    c, n, _, wp = xt.shape
+    rows = workspace(key + ".rows", (4, c, n, th, wp), xt.dtype)
+    _bt_pair(*(xt[:, :, i:i + 2 * th:2, :] for i in range(4)), rows)  # d_i = rows 2t + i
+    for i in range(4):
+        _bt_pair(*(rows[i][..., j:j + 2 * tw:2] for j in range(4)), v[i])
     return v.reshape(16, c, n * th * tw)
 
 
-def output_transform(m: np.ndarray, n: int, th: int, tw: int, h_out: int, w_out: int,
-                     out: np.ndarray) -> np.ndarray:
-    """Y = Aᵀ M A: m (16, K, N·th·tw) -> out (N, K, h_out, w_out), cropping overhanging tiles."""
+def output_transform(m: np.ndarray, n: int, th: int, tw: int, y_full: np.ndarray, key: str) -> None:
+    """Y = Aᵀ M A: m (16, K, N·th·tw) -> y_full (N, K, 2·th, 2·tw), written in place.
+
+    Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] along the tile's rows, then along its columns.
+    """
     k = m.shape[1]
     m = m.reshape(4, 4, k, n, th, tw)
-    # Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] along the first axis, then along the second.
-    r0 = m[0] + m[1] + m[2]
-    r1 = m[1] - m[2] - m[3]
-    full = np.empty((n, k, th, 2, tw, 2), dtype=m.dtype)
-    for a, r in enumerate((r0, r1)):
-        full[:, :, :, a, :, 0] = (r[0] + r[1] + r[2]).transpose(1, 0, 2, 3)
-        full[:, :, :, a, :, 1] = (r[1] - r[2] - r[3]).transpose(1, 0, 2, 3)
-    out[...] = full.reshape(n, k, 2 * th, 2 * tw)[:, :, :h_out, :w_out]
-    return out
+    rows = workspace(key + ".orows", (2, 4, k, n, th, tw), m.dtype)
+    np.add(m[0], m[1], out=rows[0]); rows[0] += m[2]
+    np.subtract(m[1], m[2], out=rows[1]); rows[1] -= m[3]
+    # y_full[n, k, 2t + a, 2u + b] seen as (K, N, th, 2, tw, 2): writes land in place.
+    y = y_full.reshape(n, k, th, 2, tw, 2).transpose(1, 0, 2, 3, 4, 5)
+    for a in range(2):
+        r = rows[a]
+        np.add(r[0], r[1], out=y[:, :, :, a, :, 0]); y[:, :, :, a, :, 0] += r[2]
+        np.subtract(r[1], r[2], out=y[:, :, :, a, :, 1]); y[:, :, :, a, :, 1] -= r[3]
 
 
-def _pad_for_tiles(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray:
-    """Zero-pad x by pads ((top, bottom), (left, right)) and further so whole tiles fit."""
+def _pad_channel_major(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray:
+    """x (N, C, H, W) -> zero-padded (C, N, 2·th + 2, 2·tw + 2): padding and layout in one copy.
+
+    Negative padding (the backward pass of a layer padded by more than 2 never comes here,
+    but 2 − p can be 0) is not needed: pads are 0..2.
+    """
     n, c, h, w = x.shape
     (pt, pb), (pl, pr) = pads
-    hp, wp = 2 * th + 2, 2 * tw + 2
-    xp = workspace(key, (n, c, hp, wp), x.dtype)
-    xp.fill(0)
-    # Negative padding (only on the backward pass of a heavily padded layer) crops.
-    src_top, src_left = max(0, -pt), max(0, -pl)
-    dst_top, dst_left = max(0, pt), max(0, pl)
-    rows = min(h - src_top, hp - dst_top)
-    cols = min(w - src_left, wp - dst_left)
-    xp[:, :, dst_top:dst_top + rows, dst_left:dst_left + cols] = x[:, :, src_top:src_top + rows,
-                                                                      src_left:src_left + cols]
-    return xp
+    xt = workspace(key, (c, n, 2 * th + 2, 2 * tw + 2), x.dtype)
+    xt.fill(0)
+    rows, cols = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
+    xt[:, :, pt:pt + rows, pl:pl + cols] = x[:, :, :rows, :cols].transpose(1, 0, 2, 3)
+    return xt
 
 
 def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward: bool = True,
                     key: str = "wino"):
     """Stride-1, dilation-1, ungrouped 3×3 convolution by Winograd F(2×2, 3×3).
 
-    x (N, C, H, W), w (K, C, 3, 3), b (K,) or None, pads ((top, bottom), (left, right)).
-    Returns (y (N, K, H_out, W_out), cache) with H_out = H + top + bottom − 2.
+    x (N, C, H, W), w (K, C, 3, 3), b (K,) or None, pads ((top, bottom), (left, right)),
+    each 0..2. Returns (y (N, K, H_out, W_out), cache) with H_out = H + top + bottom − 2.
     """
     n, c, h, wd = x.shape
     k = w.shape[0]
     (pt, pb), (pl, pr) = pads
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
     th, tw = -(-h_out // 2), -(-w_out // 2)
-    xp = _pad_for_tiles(x, pads, th, tw, key + ".xp")
+    xt = _pad_channel_major(x, pads, th, tw, key + ".xt")
     v_shape = (4, 4, c, n, th, tw)
     # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
-    v = input_transform(xp, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
-                        else workspace(key + ".v", v_shape, x.dtype))
-    u = filter_transform(w)
-    m = np.matmul(u, v, out=workspace(key + ".m", (16, k, n * th * tw), x.dtype))
-    y = output_transform(m, n, th, tw, h_out, w_out, np.empty((n, k, h_out, w_out), dtype=x.dtype))
+    v = input_transform(xt, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
+                        else workspace(key + ".v", v_shape, x.dtype), key)
+    m = np.matmul(filter_transform(w), v, out=workspace(key + ".m", (16, k, n * th * tw), x.dtype))
+    exact = (2 * th, 2 * tw) == (h_out, w_out)
+    y_full = np.empty((n, k, 2 * th, 2 * tw), x.dtype) if exact else \
+        workspace(key + ".y", (n, k, 2 * th, 2 * tw), x.dtype)
+    output_transform(m, n, th, tw, y_full, key)
+    y = y_full if exact else np.ascontiguousarray(y_full[:, :, :h_out, :w_out])
     if b is not None:
         y += b.reshape(1, k, 1, 1)
     cache = None
@@ -132,20 +136,25 @@ def conv3x3_backward(dy: np.ndarray, cache):
     (pt, pb), (pl, pr) = cache["pads"]
     h_out, w_out = dy.shape[2:]
 
-    # dM = A dY Aᵀ, with A = [[1, 0], [1, 1], [1, −1], [0, −1]], on zero-extended 2×2 tiles.
-    dyt = np.zeros((n, k, th, 2, tw, 2), dtype=dy.dtype)
-    dyt.reshape(n, k, 2 * th, 2 * tw)[:, :, :h_out, :w_out] = dy
-    y0, y1 = dyt[:, :, :, 0], dyt[:, :, :, 1]                       # (N, K, th, tw, 2)
-    rows = (y0, y0 + y1, y0 - y1, -y1)
+    # dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], on zero-extended 2×2 tiles
+    # read channel-major: dyt[k, n, t, a, u, b] = dy[n, k, 2t + a, 2u + b].
+    dyt = workspace("wino.dyt", (k, n, th, 2, tw, 2), dy.dtype)
+    if (2 * th, 2 * tw) != (h_out, w_out):
+        dyt.fill(0)
+    dyt.reshape(k, n, 2 * th, 2 * tw)[:, :, :h_out, :w_out] = dy.transpose(1, 0, 2, 3)
+    rows = workspace("wino.drows", (4, k, n, th, tw, 2), dy.dtype)
+    y0, y1 = dyt[:, :, :, 0], dyt[:, :, :, 1]                        # (K, N, th, tw, 2)
+    np.copyto(rows[0], y0); np.add(y0, y1, out=rows[1])
+    np.subtract(y0, y1, out=rows[2]); np.negative(y1, out=rows[3])
     dm = workspace("wino.dm", (4, 4, k, n, th, tw), dy.dtype)
-    for i, r in enumerate(rows):
-        c0, c1 = r[..., 0], r[..., 1]
-        for j, t in enumerate((c0, c0 + c1, c0 - c1, -c1)):
-            dm[i, j] = t.transpose(1, 0, 2, 3)
-    dm = dm.reshape(16, k, n * th * tw)
-    du = np.matmul(dm, cache["v"].transpose(0, 2, 1))              # (16, K, C)
+    for i in range(4):
+        c0, c1 = rows[i][..., 0], rows[i][..., 1]
+        np.copyto(dm[i, 0], c0); np.add(c0, c1, out=dm[i, 1])
+        np.subtract(c0, c1, out=dm[i, 2]); np.negative(c1, out=dm[i, 3])
+    du = np.matmul(dm.reshape(16, k, n * th * tw), cache["v"].transpose(0, 2, 1))   # (16, K, C)
     g = _G.astype(dy.dtype)
-    dw = np.einsum("ia,ijkc,jb->kcab", g, du.reshape(4, 4, k, c), g, optimize=True)
+    du = du.reshape(4, 4, k, c).transpose(2, 3, 0, 1)                # (K, C, 4, 4)
+    dw = np.matmul(np.matmul(g.T, du), g)                            # Gᵀ dU G: (K, C, 3, 3)
 
     # dx: full correlation of dy with the rotated, channel-swapped filter.
     w_rot = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
