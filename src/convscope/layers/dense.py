@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from ..errors import ConvscopeError, format_count, format_shape
-from ..ops.linear import linear_backward, linear_forward
+from ..ops.linear import linear_backward_into, linear_forward
 from ..shapes import prod
 from .base import Layer, Shape
 from .registry import register
@@ -127,8 +127,5 @@ class Linear(Layer):
         return y
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dw, db = linear_backward(dy, self._cache)
-        self._params["weight"].grad[...] = dw
-        if self.bias:
-            self._params["bias"].grad[...] = db
-        return dx
+        bias_grad = self._params["bias"].grad if self.bias else None
+        return linear_backward_into(dy, self._cache, self._params["weight"].grad, bias_grad)

@@ -122,8 +122,11 @@ class MaxPool2d(_SlidingPool):
         self._init_window(kernel_size, stride, padding, dilation, ceil_mode)
 
     def _forward(self, x, train):
-        return self._run(ops.max_pool2d_forward, x, self.kernel_size, self.strides, self.padding,
-                         self.dilation, self.ceil_mode)
+        # Inference skips recording the argmax; a backward after it recomputes the index.
+        y, self._cache = ops.max_pool2d_forward(x, self.kernel_size, self.strides, self.padding,
+                                                self.dilation, self.ceil_mode, record_argmax=train)
+        self._out_shape = y.shape
+        return y
 
     def _backward(self, dy):
         return ops.max_pool2d_backward(dy, self._cache)
@@ -146,7 +149,9 @@ class MaxPool1d(_SlidingPool):
 
     def _forward(self, x, train):
         (k,), (s,), (p,), (d,) = self.kernel_size, self.strides, self.padding, self.dilation
-        return self._run(ops.max_pool1d_forward, x, k, s, p, d, self.ceil_mode)
+        y, self._cache = ops.max_pool1d_forward(x, k, s, p, d, self.ceil_mode, record_argmax=train)
+        self._out_shape = y.shape
+        return y
 
     def _backward(self, dy):
         return ops.max_pool1d_backward(dy, self._cache)

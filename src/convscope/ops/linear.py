@@ -27,19 +27,47 @@ import numpy as np
 
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None
                    ) -> Tuple[np.ndarray, tuple]:
-    """``y = x·Wᵀ + b`` over the last axis. Returns ``(y, cache)`` for :func:`linear_backward`."""
-    y = x @ weight.T
+    """``y = x·Wᵀ + b`` over the last axis. Returns ``(y, cache)`` for :func:`linear_backward`.
+
+    Every leading position is a row of one GEMM ``(rows, I)·(I, O)``: Wᵀ is a transposed view
+    (BLAS reads it as is) and the bias is added in place, so nothing else is copied."""
+    rows = x.reshape(-1, x.shape[-1])
+    y = np.matmul(rows, weight.T)
     if bias is not None:
-        y += bias
-    return y, (x, weight, bias is not None)
+        np.add(y, bias, out=y)
+    return y.reshape(x.shape[:-1] + (weight.shape[0],)), (x, weight, bias is not None)
 
 
 def linear_backward(dy: np.ndarray, cache: tuple) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Gradients ``(dx, dW, db)`` of a linear map; ``db`` is ``None`` without a bias."""
     x, weight, has_bias = cache
+    dy = np.asarray(dy)
+    dw = np.empty(weight.shape, np.result_type(dy, x))
+    db = np.empty(dy.shape[-1], dy.dtype) if has_bias else None
+    dx = linear_backward_into(dy, cache, dw, db)
+    return dx, dw, db
+
+
+def linear_backward_into(dy: np.ndarray, cache: tuple, weight_grad: np.ndarray,
+                         bias_grad: Optional[np.ndarray] = None) -> np.ndarray:
+    """:func:`linear_backward` writing dW into ``weight_grad`` and db into ``bias_grad``
+    (overwritten, e.g. the Parameters' ``grad`` arrays) straight from the GEMM and the sum;
+    returns dx."""
+    x, weight, has_bias = cache
     rows_dy = dy.reshape(-1, dy.shape[-1])   # (rows, O)
     rows_x = x.reshape(-1, x.shape[-1])      # (rows, I)
-    dx = dy @ weight
-    dw = rows_dy.T @ rows_x
-    db = rows_dy.sum(axis=0) if has_bias else None
-    return dx, dw, db
+    dx = np.matmul(rows_dy, weight).reshape(x.shape[:-1] + (weight.shape[1],))
+    _matmul_into(rows_dy.T, rows_x, weight_grad)
+    if has_bias and bias_grad is not None:
+        if bias_grad.dtype == rows_dy.dtype:
+            np.sum(rows_dy, axis=0, out=bias_grad)
+        else:
+            bias_grad[...] = rows_dy.sum(axis=0)
+    return dx
+
+
+def _matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    if out.flags.c_contiguous and out.dtype == np.result_type(a, b):
+        np.matmul(a, b, out=out)
+    else:
+        out[...] = a @ b

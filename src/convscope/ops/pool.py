@@ -23,12 +23,14 @@ past the padded edge; those positions count as missing (max: −∞, average: se
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence, Tuple
+from functools import lru_cache
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import ConvscopeError
 from ..shapes import adaptive_window, conv_output_size
+from .workspace import workspace
 
 Pair = Tuple[int, int]
 AXES_2D = ("height", "width")
@@ -76,7 +78,20 @@ def pool_geometry(name: str, in_size: Sequence[int], kernel: Sequence[int], stri
                   padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool,
                   axes: Sequence[str] = AXES_2D) -> PoolGeometry:
     """Output size and padding of a pool; raises :class:`ConvscopeError` (naming ``name``
-    and the axis) when the padding breaks PyTorch's rule or the input is smaller than the window."""
+    and the axis) when the padding breaks PyTorch's rule or the input is smaller than the window.
+
+    Memoised: a layer asks for the same geometry on every batch, and working it out in
+    Python costs more than pooling a single small sample."""
+    return _pool_geometry(name, _ints(in_size), _ints(kernel), _ints(stride), _ints(padding),
+                          _ints(dilation), bool(ceil_mode), tuple(axes))
+
+
+def _ints(values: Sequence[int]) -> Tuple[int, ...]:
+    return tuple(int(v) for v in values)
+
+
+@lru_cache(maxsize=1024)
+def _pool_geometry(name, in_size, kernel, stride, padding, dilation, ceil_mode, axes) -> PoolGeometry:
     check_padding(name, kernel, padding, axes)
     outs, after = [], []
     for axis, n, k, s, p, d in zip(axes, in_size, kernel, stride, padding, dilation):
@@ -102,17 +117,53 @@ def pool_geometry(name: str, in_size: Sequence[int], kernel: Sequence[int], stri
                         tuple(padding), tuple(dilation), tuple(after))
 
 
+class _Plan(NamedTuple):
+    """How the vectorised loops walk one geometry (worked out once per geometry).
+
+    ``slices[t]`` selects offset t = a·k_w + b of every window from the padded (N, C, ·, ·)
+    array. Offsets with ``a·d_h < s_h`` and ``b·d_w < s_w`` touch pairwise disjoint input
+    positions (two of them could only meet where (a − a')·d_h is a multiple of s_h), so
+    backward may *write* them (``assign[t]``) before it *adds* the others; only positions
+    they do not cover need zeros first: the rows from ``clear_from[0]`` on and the columns
+    from ``clear_from[1]`` on, or everything when ``clear_from`` is None.
+    """
+
+    slices: Tuple[tuple, ...]
+    assign: Tuple[bool, ...]
+    padded: bool                   # the input needs padding (before or after) on some side
+    clear_from: Optional[Pair]
+
+
+@lru_cache(maxsize=256)
+def _plan(g: PoolGeometry) -> _Plan:
+    whole = (slice(None), slice(None))
+    slices, assign = [], []
+    for a, b in g.offsets():
+        slices.append(whole + g.window_slices(a, b))
+        assign.append(a * g.dilation[0] < g.stride[0] and b * g.dilation[1] < g.stride[1])
+    # With d = 1 and k >= s, the offsets a < s cover rows [0, out·s) along that axis.
+    covers = all(d == 1 and k >= s for d, k, s in zip(g.dilation, g.kernel, g.stride))
+    clear_from = tuple(m * s for m, s in zip(g.out_size, g.stride)) if covers else None
+    padded = any(g.padding) or any(g.pad_after)
+    return _Plan(tuple(slices), tuple(assign), padded, clear_from)
+
+
 def _check_batch(name: str, x: np.ndarray, spatial: int) -> None:
     if x.ndim != 2 + spatial:
         layout = "(N, C, H, W)" if spatial == 2 else "(N, C, L)"
         raise ConvscopeError(f"{name} expects an array {layout}, got shape {x.shape}")
 
 
-def _pad(x: np.ndarray, g: PoolGeometry, fill: float) -> np.ndarray:
-    (ph, pw), (qh, qw) = g.padding, g.pad_after
-    if ph == pw == qh == qw == 0:
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, qh), (pw, qw)), constant_values=fill)
+def _pad(x: np.ndarray, g: PoolGeometry, fill: float, name: str) -> np.ndarray:
+    """``x`` inside a border of ``fill``, in a reused work buffer (only read inside an op)."""
+    (ph, pw), (h, w) = g.padding, g.in_size
+    xp = workspace(name, x.shape[:2] + g.padded_size, x.dtype)
+    xp[:, :, :ph] = fill
+    xp[:, :, ph + h:] = fill
+    xp[:, :, ph:ph + h, :pw] = fill
+    xp[:, :, ph:ph + h, pw + w:] = fill
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
 
 
 def _unpad(dxp: np.ndarray, g: PoolGeometry) -> np.ndarray:
@@ -120,41 +171,115 @@ def _unpad(dxp: np.ndarray, g: PoolGeometry) -> np.ndarray:
     return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w])
 
 
+def _gradient_buffer(shape, dtype, plan: _Plan, name: str) -> np.ndarray:
+    """The (padded) dL/dx array, zero wherever no assigned offset will write.
+
+    A fresh array when it is returned as is; a work buffer when only its interior is
+    copied out (padding)."""
+    dxp = workspace(name, shape, dtype) if plan.padded else np.empty(shape, dtype)
+    if plan.clear_from is None:
+        dxp.fill(0)
+    else:
+        rows, cols = plan.clear_from
+        dxp[:, :, rows:] = 0
+        dxp[:, :, :rows, cols:] = 0
+    return dxp
+
+
 class _PoolCache(NamedTuple):
     geometry: PoolGeometry
     batch: Tuple[int, int]        # (N, C)
-    payload: object               # max: window index of the maximum; average: divisor array
+    payload: object               # max: window index of the maximum (None: not recorded);
+                                  # average: divisor (an array, 0-d when uniform)
     squeeze: bool                 # True when a 1-D op added the H = 1 axis
+    source: Optional[np.ndarray] = None  # max without a recorded index: the (N, C, H, W) input
 
 
 # ----- max pooling ----------------------------------------------------------------------------
 
-def _max_pool(x: np.ndarray, g: PoolGeometry) -> Tuple[np.ndarray, np.ndarray]:
-    xp = _pad(x, g, -np.inf)
-    offsets = g.offsets()
-    index_type = np.min_scalar_type(len(offsets) - 1)
-    y = xp[(slice(None), slice(None)) + g.window_slices(*offsets[0])].copy()
-    argmax = np.zeros(y.shape, dtype=index_type)
-    for t, (a, b) in enumerate(offsets[1:], start=1):
-        v = xp[(slice(None), slice(None)) + g.window_slices(a, b)]
-        # PyTorch's rule: strictly greater wins (the first maximum is kept on ties); NaN wins.
+#: Signed integers as wide as each float, for selecting gradients with a bit mask.
+_BITS = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Running maximum over the k_h·k_w strided views of the (padded) input.
+
+    With ``record``, also the window index t of the maximum: at step t, ``better = v_t > y``
+    (strict, so the first maximum is kept on ties, as in PyTorch) marks the windows whose
+    maximum moves to t; since t only grows, ``index = max(index, t·better)`` tracks it with
+    two cheap byte-wide passes instead of a masked store.
+    """
+    plan = _plan(g)
+    xp = _pad(x, g, -np.inf, "max_pool.input") if plan.padded else x
+    views = [xp[s] for s in plan.slices]
+    y = np.empty(x.shape[:2] + g.out_size, x.dtype)
+    np.copyto(y, views[0])
+    if not record:
+        for v in views[1:]:
+            np.maximum(y, v, out=y)  # NaN propagates, as in PyTorch
+        return y, None
+    index_type = np.min_scalar_type(len(views) - 1)
+    index = np.zeros(y.shape, index_type)
+    if len(views) > 1:
+        better = workspace("max_pool.better", y.shape, np.bool_)
+        step = workspace("max_pool.step", y.shape, index_type)
+        flags = better.view(np.uint8)
+        for t, v in enumerate(views[1:], start=1):
+            np.greater(v, y, out=better)
+            np.maximum(y, v, out=y)
+            np.multiply(flags, index_type.type(t), out=step)
+            np.maximum(index, step, out=index)
+        if y.size and np.isnan(np.max(y)):
+            _max_pool_with_nan(views, y, index)
+    return y, index
+
+
+def _max_pool_with_nan(views, y: np.ndarray, index: np.ndarray) -> None:
+    """Redo y and index with PyTorch's rule for NaN (a NaN always wins, the last one stays);
+    only when the output holds a NaN, so the common case pays one reduction for it."""
+    np.copyto(y, views[0])
+    index.fill(0)
+    for t, v in enumerate(views[1:], start=1):
         better = (v > y) | np.isnan(v)
         np.copyto(y, v, where=better)
-        argmax[better] = t
-    return y, argmax
+        index[better] = t
 
 
-def _max_unpool(dy: np.ndarray, argmax: np.ndarray, g: PoolGeometry) -> np.ndarray:
-    dxp = np.zeros(dy.shape[:2] + g.padded_size, dtype=dy.dtype)
-    zero = dy.dtype.type(0)
-    for t, (a, b) in enumerate(g.offsets()):
-        # Within one offset the windows' positions are distinct, so a strided += is exact.
-        dxp[(slice(None), slice(None)) + g.window_slices(a, b)] += np.where(argmax == t, dy, zero)
-    return _unpad(dxp, g)
+def _select(dy: np.ndarray, hit: np.ndarray, bits: Optional[np.ndarray], out: np.ndarray) -> None:
+    """``out = dy where hit else +0``, exactly (an inf or NaN in dy stays where it is sent).
+
+    A multiply by the mask would turn 0·inf into NaN; a bitwise AND with all-ones/all-zeros
+    words is exact and vectorises, unlike ``np.where`` on an irregular mask."""
+    if bits is None:
+        np.copyto(out, np.where(hit, dy, dy.dtype.type(0)))
+        return
+    np.negative(hit.view(np.int8), out=bits, casting="unsafe")  # True -> -1 (all ones), False -> 0
+    np.bitwise_and(dy.view(bits.dtype), bits, out=out.view(bits.dtype))
+
+
+def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    plan = _plan(g)
+    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad")
+    hit = workspace("max_pool.hit", dy.shape, np.bool_)
+    bits_type = _BITS.get(dy.dtype.itemsize)
+    bits = None if bits_type is None else workspace("max_pool.bits", dy.shape, bits_type)
+    part = None
+    for t, (window, assign) in enumerate(zip(plan.slices, plan.assign)):
+        np.equal(index, t, out=hit)
+        target = dxp[window]
+        if assign:
+            _select(dy, hit, bits, target)
+        else:
+            # Within one offset the windows' positions are distinct, so a strided += is exact.
+            if part is None:
+                part = workspace("max_pool.part", dy.shape, dy.dtype)
+            _select(dy, hit, bits, part)
+            np.add(target, part, out=target)
+    return _unpad(dxp, g) if plan.padded else dxp
 
 
 def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
-                       dilation: Pair = (1, 1), ceil_mode: bool = False):
+                       dilation: Pair = (1, 1), ceil_mode: bool = False, *, record_argmax: bool = True):
     """2-D max pooling of ``x`` (N, C, H, W).
 
     Forward::
@@ -166,33 +291,46 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
 
         dL/dx[n, c, h, w] = Σ_{(i, j) : argmax(i, j) = (h, w)} g[n, c, i, j]
 
-    The cache keeps, per output, the window index t = a·k_w + b of the maximum; backward adds
-    ``g`` masked by ``argmax == t`` onto the strided slice of offset t, k_h·k_w vectorised adds.
+    The cache keeps, per output, the window index t = a·k_w + b of the maximum (one byte
+    for windows up to 256 positions). Backward selects ``g`` where ``argmax == t`` onto the
+    strided slice of offset t: a plain write for offsets whose positions cannot collide
+    (all of them when the windows do not overlap, stride >= kernel), an add for the rest.
     A window that holds only padding (possible with dilation) outputs −∞ and passes no gradient.
+
+    ``record_argmax=False`` (inference) skips the index: the forward is then k_h·k_w − 1
+    maximum passes, and a later backward recomputes the index from the cached input.
 
     Output: (N, C, H_out, W_out).
     """
     _check_batch("max_pool2d", x, 2)
     g = pool_geometry("max_pool2d", x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    y, argmax = _max_pool(x, g)
-    return y, _PoolCache(g, x.shape[:2], argmax, False)
+    y, argmax = _max_pool(x, g, record_argmax)
+    return y, _PoolCache(g, x.shape[:2], argmax, False, None if record_argmax else x)
 
 
 def max_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
     """dL/dx of :func:`max_pool2d_forward` (also of :func:`max_pool1d_forward`)."""
-    dx = _max_unpool(dy.reshape(cache.payload.shape), cache.payload, cache.geometry)
+    g = cache.geometry
+    index = cache.payload
+    if index is None:
+        index = _max_pool(cache.source, g, True)[1]
+    dy = np.asarray(dy)
+    if dy.dtype.kind != "f":
+        dy = dy.astype(np.float64)
+    dx = _max_unpool(dy.reshape(index.shape), index, g)
     return dx[:, :, 0, :] if cache.squeeze else dx
 
 
 def max_pool1d_forward(x: np.ndarray, kernel_size: int, stride: int, padding: int = 0,
-                       dilation: int = 1, ceil_mode: bool = False):
+                       dilation: int = 1, ceil_mode: bool = False, *, record_argmax: bool = True):
     """1-D max pooling of ``x`` (N, C, L): :func:`max_pool2d_forward` on (N, C, 1, L) with a
     1 × k window. Output: (N, C, L_out)."""
     _check_batch("max_pool1d", x, 1)
     g = pool_geometry("max_pool1d", x.shape[2:], (kernel_size,), (stride,), (padding,), (dilation,),
                       ceil_mode, AXES_1D)
-    y, argmax = _max_pool(x[:, :, None, :], g)
-    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], argmax, True)
+    x4 = x[:, :, None, :]
+    y, argmax = _max_pool(x4, g, record_argmax)
+    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], argmax, True, None if record_argmax else x4)
 
 
 max_pool1d_backward = max_pool2d_backward
@@ -211,27 +349,51 @@ def _avg_divisors(n: int, k: int, s: int, p: int, out: int, count_include_pad: b
 
 
 def _avg_pool(x: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray:
-    xp = _pad(x, g, 0.0)
-    total = np.zeros(x.shape[:2] + g.out_size, dtype=x.dtype)
-    for a, b in g.offsets():
-        total += xp[(slice(None), slice(None)) + g.window_slices(a, b)]
-    return total / divisor
+    """Σ of the k_h·k_w strided views of the zero-padded input (added in window order),
+    then divided by D in place."""
+    plan = _plan(g)
+    xp = _pad(x, g, 0, "avg_pool.input") if plan.padded else x
+    total = np.empty(x.shape[:2] + g.out_size, x.dtype)
+    np.copyto(total, xp[plan.slices[0]])
+    for window in plan.slices[1:]:
+        np.add(total, xp[window], out=total)
+    np.divide(total, divisor, out=total)
+    return total
 
 
 def _avg_unpool(dy: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray:
-    share = dy / divisor
-    dxp = np.zeros(dy.shape[:2] + g.padded_size, dtype=dy.dtype)
-    for a, b in g.offsets():
-        dxp[(slice(None), slice(None)) + g.window_slices(a, b)] += share
-    return _unpad(dxp, g)
+    plan = _plan(g)
+    share = workspace("avg_pool.share", dy.shape, np.result_type(dy, divisor))
+    np.divide(dy, divisor, out=share)
+    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, share.dtype, plan, "avg_pool.grad")
+    for window, assign in zip(plan.slices, plan.assign):
+        target = dxp[window]
+        if assign:
+            np.copyto(target, share)
+        else:
+            np.add(target, share, out=target)
+    return _unpad(dxp, g) if plan.padded else dxp
 
 
 def _divisor(g: PoolGeometry, count_include_pad: bool, divisor_override, dtype) -> np.ndarray:
+    """D as an array of the input's dtype: 0-d when every window has the same divisor (the
+    usual case), so the division is by one number; memoised and read-only."""
+    return _divisor_cached(g, bool(count_include_pad), divisor_override, np.dtype(dtype))
+
+
+@lru_cache(maxsize=256)
+def _divisor_cached(g: PoolGeometry, count_include_pad: bool, divisor_override, dtype: np.dtype) -> np.ndarray:
     if divisor_override is not None:
-        return np.asarray(divisor_override, dtype=dtype)
-    rows, cols = (_avg_divisors(n, k, s, p, m, count_include_pad)
-                  for n, k, s, p, m in zip(g.in_size, g.kernel, g.stride, g.padding, g.out_size))
-    return np.outer(rows, cols).astype(dtype)
+        divisor = np.asarray(divisor_override, dtype=dtype)
+    else:
+        rows, cols = (_avg_divisors(n, k, s, p, m, count_include_pad)
+                      for n, k, s, p, m in zip(g.in_size, g.kernel, g.stride, g.padding, g.out_size))
+        if rows.min() == rows.max() and cols.min() == cols.max():
+            divisor = np.asarray(rows[0] * cols[0], dtype=dtype)
+        else:
+            divisor = np.outer(rows, cols).astype(dtype)
+    divisor.flags.writeable = False
+    return divisor
 
 
 def avg_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
@@ -252,7 +414,8 @@ def avg_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
 
         dL/dx[n, c, h, w] = Σ_{(i, j) : (h, w) in W(i, j)} g[n, c, i, j] / D(i, j)
 
-    done as k_h·k_w strided-slice adds of g / D. Output: (N, C, H_out, W_out).
+    done as k_h·k_w strided-slice writes (offsets that cannot collide) or adds of g / D.
+    Output: (N, C, H_out, W_out).
     """
     _check_batch("avg_pool2d", x, 2)
     g = pool_geometry("avg_pool2d", x.shape[2:], kernel_size, stride, padding, (1, 1), ceil_mode)
@@ -263,7 +426,7 @@ def avg_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
 def avg_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
     """dL/dx of :func:`avg_pool2d_forward` (also of :func:`avg_pool1d_forward`)."""
     g = cache.geometry
-    dx = _avg_unpool(dy.reshape(cache.batch + g.out_size), g, cache.payload)
+    dx = _avg_unpool(np.asarray(dy).reshape(cache.batch + g.out_size), g, cache.payload)
     return dx[:, :, 0, :] if cache.squeeze else dx
 
 
