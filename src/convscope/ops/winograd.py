@@ -33,11 +33,14 @@ from .workspace import workspace
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
+#: G ⊗ G maps a filter's 9 taps (row-major) to its 16 Winograd points: U = G g Gᵀ.
+_G_KRON = np.kron(_G, _G)                                             # (16, 9)
+
+
 def filter_transform(w: np.ndarray) -> np.ndarray:
-    """U = G g Gᵀ for every (k, c): (K, C, 3, 3) -> (16, K, C), as two small matrix products."""
-    g = _G.astype(w.dtype)
-    u = np.matmul(np.matmul(g, w), g.T)                              # (K, C, 4, 4)
-    return np.ascontiguousarray(u.transpose(2, 3, 0, 1)).reshape(16, w.shape[0], w.shape[1])
+    """U = G g Gᵀ for every (k, c): (K, C, 3, 3) -> (16, K, C), one GEMM over all filters."""
+    k, c = w.shape[:2]
+    return np.matmul(_G_KRON.astype(w.dtype), w.reshape(k * c, 9).T).reshape(16, k, c)
 
 
 def _bt_pair(d0, d1, d2, d3, outs):
@@ -48,51 +51,79 @@ def _bt_pair(d0, d1, d2, d3, outs):
     np.subtract(d1, d3, out=outs[3])
 
 
-def input_transform(xt: np.ndarray, th: int, tw: int, v: np.ndarray, key: str) -> np.ndarray:
-    """V = Bᵀ d B for every 4×4 tile of the padded input ``xt``, laid out (C, N, ≥2·th+2, ≥2·tw+2).
+# Tiles are stored "wide": th rows of tw + 1 columns, the last column of each row garbage
+# (never used in an output, zero in every gradient). That makes each transform step one
+# contiguous 1-D NumPy operation instead of thousands of 7–16-element rows.
 
-    Writes into ``v`` (4, 4, C, N, th, tw) and returns it as (16, C, N·th·tw), the layout the
-    16 products want. Channel-major input makes every write below contiguous.
+
+def input_transform(phases: np.ndarray, th: int, tw: int, v: np.ndarray, key: str) -> np.ndarray:
+    """V = Bᵀ d B for every 4×4 tile, from the padded input split into phase planes.
+
+    ``phases[r, c]`` (C, N, th + 1, tw + 1) holds the padded input's rows ≡ r and columns
+    ≡ c (mod 2), so tile (t, u)'s row 2t + i is row t + i // 2 of phase i % 2 and its column
+    2u + j is column u + j // 2 of phase j % 2. Writes into ``v`` (4, 4, C, N, th, tw + 1)
+    and returns it as (16, C, N·th·(tw + 1)), the layout the 16 products want.
     """
-    c, n, _, wp = xt.shape
-    rows = workspace(key + ".rows", (4, c, n, th, wp), xt.dtype)
-    _bt_pair(*(xt[:, :, i:i + 2 * th:2, :] for i in range(4)), rows)  # d_i = rows 2t + i
-    for i in range(4):
-        _bt_pair(*(rows[i][..., j:j + 2 * tw:2] for j in range(4)), v[i])
-    return v.reshape(16, c, n * th * tw)
+    c, n = phases.shape[2:4]
+    length = c * n * th * (tw + 1)
+    rows = workspace(key + ".rows", (4, 2, length + 1), phases.dtype)
+    rows[:, :, length] = 0  # read by the very last (garbage) column below
+    for cp in range(2):  # Bᵀ down the rows, for even and odd columns
+        even, odd = phases[0, cp], phases[1, cp]
+        outs = [rows[i, cp, :length].reshape(c, n, th, tw + 1) for i in range(4)]
+        _bt_pair(even[:, :, :th], odd[:, :, :th], even[:, :, 1:], odd[:, :, 1:], outs)
+    flat = v.reshape(4, 4, length)
+    for i in range(4):   # then across the columns: a shift by one element is a shift by one column
+        even, odd = rows[i, 0], rows[i, 1]
+        _bt_pair(even[:length], odd[:length], even[1:], odd[1:], flat[i])
+    return v.reshape(16, c, n * th * (tw + 1))
+
+
+_AT = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
+#: Aᵀ ⊗ Aᵀ maps a tile's 16 Winograd products to its 2×2 outputs; its transpose maps the 2×2
+#: output gradients back to the 16 points (dM = A dY Aᵀ).
+_AT_KRON = np.kron(_AT, _AT)                                          # (4, 16)
 
 
 def output_transform(m: np.ndarray, n: int, th: int, tw: int, y_full: np.ndarray, key: str) -> None:
-    """Y = Aᵀ M A: m (16, K, N·th·tw) -> y_full (N, K, 2·th, 2·tw), written in place.
+    """Y = Aᵀ M A: m (16, K, N·th·(tw + 1)) -> y_full (N, K, 2·th, 2·tw), written in place.
 
-    Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]] along the tile's rows, then along its columns.
+    One (4×16)·(16×K·N·T) product gives the four output phases; one copy interleaves them.
     """
     k = m.shape[1]
-    m = m.reshape(4, 4, k, n, th, tw)
-    rows = workspace(key + ".orows", (2, 4, k, n, th, tw), m.dtype)
-    np.add(m[0], m[1], out=rows[0]); rows[0] += m[2]
-    np.subtract(m[1], m[2], out=rows[1]); rows[1] -= m[3]
-    # y_full[n, k, 2t + a, 2u + b] seen as (K, N, th, 2, tw, 2): writes land in place.
-    y = y_full.reshape(n, k, th, 2, tw, 2).transpose(1, 0, 2, 3, 4, 5)
+    planes = np.matmul(_AT_KRON.astype(m.dtype), m.reshape(16, -1),
+                       out=workspace(key + ".planes", (4, m[0].size), m.dtype))
+    planes = planes.reshape(2, 2, k, n, th, tw + 1)[..., :tw]
+    # planes[a, b, k, n, t, u] -> y_full[n, k, 2t + a, 2u + b], one phase at a time (one
+    # interleaving copy would run NumPy's inner loop over b, two elements long).
+    y6 = y_full.reshape(n, k, th, 2, tw, 2)
     for a in range(2):
-        r = rows[a]
-        np.add(r[0], r[1], out=y[:, :, :, a, :, 0]); y[:, :, :, a, :, 0] += r[2]
-        np.subtract(r[1], r[2], out=y[:, :, :, a, :, 1]); y[:, :, :, a, :, 1] -= r[3]
+        for b in range(2):
+            np.copyto(y6[:, :, :, a, :, b], planes[a, b].transpose(1, 0, 2, 3))
 
 
-def _pad_channel_major(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray:
-    """x (N, C, H, W) -> zero-padded (C, N, 2·th + 2, 2·tw + 2): padding and layout in one copy.
+def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray:
+    """x (N, C, H, W) -> its zero-padded, channel-major phase planes (2, 2, C, N, th+1, tw+1).
 
-    Negative padding (the backward pass of a layer padded by more than 2 never comes here,
-    but 2 − p can be 0) is not needed: pads are 0..2.
+    ``planes[r, c, ch, n, i, j] = xpad[n, ch, 2i + r, 2j + c]`` where xpad is x padded by
+    ``pads`` (each 0..2) and by zeros beyond, so that whole tiles fit.
     """
     n, c, h, w = x.shape
-    (pt, pb), (pl, pr) = pads
-    xt = workspace(key, (c, n, 2 * th + 2, 2 * tw + 2), x.dtype)
-    xt.fill(0)
-    rows, cols = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
-    xt[:, :, pt:pt + rows, pl:pl + cols] = x[:, :, :rows, :cols].transpose(1, 0, 2, 3)
-    return xt
+    (pt, _), (pl, _) = pads
+    planes = workspace(key, (2, 2, c, n, th + 1, tw + 1), x.dtype)
+    planes.fill(0)
+    xc = x.transpose(1, 0, 2, 3)
+    for r in range(2):
+        # padded row 2i + r is input row 2i + r − pt; the first such row index ≥ 0:
+        r0 = (r - pt) % 2
+        i0 = (r0 + pt - r) // 2
+        rows = xc[:, :, r0::2][:, :, :th + 1 - i0]
+        for cc in range(2):
+            c0 = (cc - pl) % 2
+            j0 = (c0 + pl - cc) // 2
+            block = rows[..., c0::2][..., :tw + 1 - j0]
+            planes[r, cc, :, :, i0:i0 + block.shape[2], j0:j0 + block.shape[3]] = block
+    return planes
 
 
 def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward: bool = True,
@@ -107,12 +138,12 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     (pt, pb), (pl, pr) = pads
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
     th, tw = -(-h_out // 2), -(-w_out // 2)
-    xt = _pad_channel_major(x, pads, th, tw, key + ".xt")
-    v_shape = (4, 4, c, n, th, tw)
+    phases = _phase_planes(x, pads, th, tw, key + ".phases")
+    v_shape = (4, 4, c, n, th, tw + 1)
     # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
-    v = input_transform(xt, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
+    v = input_transform(phases, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
                         else workspace(key + ".v", v_shape, x.dtype), key)
-    m = np.matmul(filter_transform(w), v, out=workspace(key + ".m", (16, k, n * th * tw), x.dtype))
+    m = np.matmul(filter_transform(w), v, out=workspace(key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
     exact = (2 * th, 2 * tw) == (h_out, w_out)
     y_full = np.empty((n, k, 2 * th, 2 * tw), x.dtype) if exact else \
         workspace(key + ".y", (n, k, 2 * th, 2 * tw), x.dtype)
@@ -136,25 +167,24 @@ def conv3x3_backward(dy: np.ndarray, cache):
     (pt, pb), (pl, pr) = cache["pads"]
     h_out, w_out = dy.shape[2:]
 
-    # dM = A dY Aᵀ with A = [[1, 0], [1, 1], [1, −1], [0, −1]], on zero-extended 2×2 tiles
-    # read channel-major: dyt[k, n, t, a, u, b] = dy[n, k, 2t + a, 2u + b].
-    dyt = workspace("wino.dyt", (k, n, th, 2, tw, 2), dy.dtype)
-    if (2 * th, 2 * tw) != (h_out, w_out):
-        dyt.fill(0)
-    dyt.reshape(k, n, 2 * th, 2 * tw)[:, :, :h_out, :w_out] = dy.transpose(1, 0, 2, 3)
-    rows = workspace("wino.drows", (4, k, n, th, tw, 2), dy.dtype)
-    y0, y1 = dyt[:, :, :, 0], dyt[:, :, :, 1]                        # (K, N, th, tw, 2)
-    np.copyto(rows[0], y0); np.add(y0, y1, out=rows[1])
-    np.subtract(y0, y1, out=rows[2]); np.negative(y1, out=rows[3])
-    dm = workspace("wino.dm", (4, 4, k, n, th, tw), dy.dtype)
-    for i in range(4):
-        c0, c1 = rows[i][..., 0], rows[i][..., 1]
-        np.copyto(dm[i, 0], c0); np.add(c0, c1, out=dm[i, 1])
-        np.subtract(c0, c1, out=dm[i, 2]); np.negative(c1, out=dm[i, 3])
-    du = np.matmul(dm.reshape(16, k, n * th * tw), cache["v"].transpose(0, 2, 1))   # (16, K, C)
-    g = _G.astype(dy.dtype)
-    du = du.reshape(4, 4, k, c).transpose(2, 3, 0, 1)                # (K, C, 4, 4)
-    dw = np.matmul(np.matmul(g.T, du), g)                            # Gᵀ dU G: (K, C, 3, 3)
+    # dM = A dY Aᵀ: the 2×2 output gradients of each (wide) tile, zero where a tile overhangs
+    # the output or in its garbage column, times (Aᵀ ⊗ Aᵀ)ᵀ.
+    dyt = workspace("wino.dyt", (2, 2, k, n, th, tw + 1), dy.dtype)
+    dyt.fill(0)
+    if (h_out, w_out) != (2 * th, 2 * tw):  # odd output sizes: extend dy with zeros first
+        extended = workspace("wino.dy_ext", (n, k, 2 * th, 2 * tw), dy.dtype)
+        extended.fill(0)
+        extended[:, :, :h_out, :w_out] = dy
+        dy_even = extended
+    else:
+        dy_even = dy
+    # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b]
+    np.copyto(dyt[..., :tw].transpose(3, 2, 4, 0, 5, 1), dy_even.reshape(n, k, th, 2, tw, 2))
+    dm = np.matmul(_AT_KRON.T.astype(dy.dtype), dyt.reshape(4, -1),
+                   out=workspace("wino.dm", (16, k * n * th * (tw + 1)), dy.dtype))
+    du = np.matmul(dm.reshape(16, k, n * th * (tw + 1)), cache["v"].transpose(0, 2, 1))  # (16, K, C)
+    # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points.
+    dw = np.matmul(du.reshape(16, k * c).T, _G_KRON.astype(dy.dtype)).reshape(k, c, 3, 3)
 
     # dx: full correlation of dy with the rotated, channel-swapped filter.
     w_rot = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
