@@ -41,7 +41,7 @@ def convscope_conv(case, mode, path):
     import convscope as cs
     from convscope.ops import conv as conv_ops
 
-    conv_ops.set_default_path("fast" if path == "auto" else path)
+    conv_ops.set_default_path(path)
     layer = cs.layers.Conv2d(case.out_channels, case.kernel, stride=case.stride, padding=case.padding)
     layer.build(case.input_shape, seed=0)
     rng = np.random.default_rng(0)

@@ -224,6 +224,8 @@ def test_reference_equals_fast(case, asym, seed):
     results = {}
     # Every fast path must equal the loops; Winograd only where it is exact (3×3, stride 1, ...).
     paths = ["reference", "im2col", "auto"]
+    if tuple(case["stride"]) == (1, 1) and case["groups"] == 1:
+        paths.append("shifted")
     if conv_ops.winograd.applies(case["kernel"], case["stride"], case["dilation"], case["groups"]) \
             and max(max(p) for p in pads) <= 2:
         paths.append("winograd")

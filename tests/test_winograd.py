@@ -80,3 +80,14 @@ def test_forced_winograd_on_a_layer_matches_torch():
     layer = cs.layers.Conv2d(16, 3, padding=1)
     assert_matches_torch(layer, torch.nn.Conv2d(16, 16, 3, padding=1), (16, 7, 6), batch=2)
     assert layer._cache is None  # backward ran and freed what forward kept
+
+
+def test_shifted_is_chosen_for_deep_stride_one_windows():
+    from convscope.ops.conv import choose_path
+    none = ((0, 0), (0, 0))
+    # LeNet conv2: 6·5·5 = 150 values per window, W_p / W_out = 14 / 10 ≤ 1.5.
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, none, 6, 16, 14) == "shifted"
+    # LeNet conv1: 1·5·5 = 25 values per window: per-sample im2col is faster.
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, none, 1, 6, 32) == "im2col"
+    # Too much padding waste: W_p / W_out = 9 / 3.
+    assert choose_path("auto", (7, 7), (1, 1), (1, 1), 1, none, 16, 16, 9) == "im2col"

@@ -33,10 +33,15 @@ Several paths compute the same numbers:
   the input itself, with no window copy and no col2im.
 * ``"winograd"``: stride-1 3×3 layers by Winograd F(2×2, 3×3) (:mod:`convscope.ops.winograd`).
 
+* ``"shifted"``: stride-1 ungrouped layers with every padded plane flattened, so kernel
+  offset (a, b) is a flat shift a·d_h·W_p + b·d_w: the window copy runs over whole rows,
+  outputs are computed W_p wide (the extra columns are cropped, their gradients zero), and
+  forward and dW are each ONE GEMM over the batch (cols is (C·k_h·k_w, N·H_out·W_p)).
+
 ``path=None`` uses the module default, ``"auto"`` unless :func:`set_default_path` changed
 it; ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with at least
-``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers and
-im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
+``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers,
+``"shifted"`` for other stride-1 layers with deep enough windows, and im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
 :func:`conv1d_backward`).
 Arrays keep their dtype: float32 in, float32 out.
 """
@@ -46,6 +51,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
@@ -58,7 +64,7 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backwa
 
 #: "auto" picks per call: Winograd for stride-1 3×3 layers wide enough to profit, a direct
 #: GEMM for 1×1 layers, im2col + GEMM otherwise. "fast" is a synonym of "auto".
-PATHS = ("auto", "fast", "im2col", "winograd", "reference")
+PATHS = ("auto", "fast", "im2col", "shifted", "winograd", "reference")
 _default_path = "auto"
 
 #: Winograd's transforms cost memory passes that only pay off with enough channels to share
@@ -81,8 +87,9 @@ def get_default_path() -> str:
     return _default_path
 
 
-def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int) -> str:
-    """The concrete path ("im2col", "pointwise", "winograd" or "reference") a call will take."""
+def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
+                width: Optional[int] = None) -> str:
+    """The concrete path ("im2col", "shifted", "pointwise", "winograd" or "reference") a call takes."""
     path = _default_path if path is None else path
     if path not in PATHS:
         raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
@@ -97,8 +104,30 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
             return "winograd"
         if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1 and not any(map(any, pads)):
             return "pointwise"
+        if groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
+                and shifted_applies(kernel, stride, dilation, pads, width):
+            return "shifted"
         return "im2col"
+    if path == "shifted" and (tuple(stride) != (1, 1) or groups != 1):
+        raise ConvscopeError("the shifted path needs stride 1 and groups 1; use path 'auto' for this layer")
     return path
+
+
+#: The shifted path computes W_p instead of W_out columns per row; past this ratio the
+#: wasted GEMM work outweighs the faster copy.
+SHIFTED_MAX_WIDTH_RATIO = 1.5
+#: ... and its one batch-wide GEMM only beats per-sample GEMMs once each window holds
+#: this many values (C_in·k_h·k_w; measured: LeNet's 6·5·5 wins, 1·5·5 and 3·3·3 lose).
+SHIFTED_MIN_DEPTH = 64
+
+
+def shifted_applies(kernel, stride, dilation, pads, width: int) -> bool:
+    """Whether the shifted im2col (stride 1, modest padding overhead) suits this layer."""
+    if tuple(stride) != (1, 1) or width is None:
+        return False
+    padded = width + pads[1][0] + pads[1][1]
+    out = padded - dilation[1] * (kernel[1] - 1)
+    return out >= 1 and padded <= SHIFTED_MAX_WIDTH_RATIO * out
 
 
 @dataclass
@@ -200,12 +229,14 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     _check(_name, x, w, b, groups)
     kernel = w.shape[2:]
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
-    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0])
+    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3])
     if path == "winograd":
         y, data = winograd.conv3x3_forward(x, w, b, pads)
         return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data)
     if path == "pointwise":
         y, data = _forward_pointwise(x, w), x
+    elif path == "shifted":
+        y, data = _forward_shifted(x, w, pads, dilation, out, buffers)
     elif path == "im2col":
         y, data = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, buffers)
     else:
@@ -227,6 +258,8 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache):
         dx, dw = _backward_fast(dy, cache)
     elif cache.path == "pointwise":
         dx, dw = _backward_pointwise(dy, cache)
+    elif cache.path == "shifted":
+        dx, dw = _backward_shifted(dy, cache)
     else:
         dx, dw = _backward_reference(dy, cache)
     return dx, dw, db
@@ -328,6 +361,92 @@ def _backward_fast(dy, cache: ConvCache):
     dxpad.fill(0)
     col2im_add(dxpad, dcols.reshape(n, c_in, k_h, k_w, h_out, w_out), cache.stride, cache.dilation)
     dx = np.ascontiguousarray(unpad2d(dxpad, cache.pads)) if has_pad else dxpad
+    return dx, dw.reshape(w.shape).astype(dtype, copy=False)
+
+
+def _shifted_windows(flat: np.ndarray, shape, kernel, dilation, out_h: int) -> np.ndarray:
+    """Windows of a stride-1 convolution as flat shifts: a view (C, k_h, k_w, N, H_out·W_p).
+
+    With every padded plane flattened (row length W_p), kernel offset (a, b) reads the plane
+    shifted by a·d_h·W_p + b·d_w, and output row i, column u sits at i·W_p + u. Columns
+    u ≥ W_out are garbage: they may run into the next plane (or the (k_w−1)·d_w elements
+    ``flat`` carries past its end) and are dropped or zeroed by the callers.
+    """
+    n, c, hp, wp = shape
+    item = flat.itemsize
+    return as_strided(flat, shape=(c, kernel[0], kernel[1], n, out_h * wp),
+                      strides=(hp * wp * item, dilation[0] * wp * item, dilation[1] * item,
+                               c * hp * wp * item, item), writeable=False)
+
+
+def _padded_flat(x: np.ndarray, pads, kernel, dilation, key: str) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """x zero-padded into a flat work buffer with (k_w − 1)·d_w spare elements at the end."""
+    n, c, h, w = x.shape
+    (top, bottom), (left, right) = pads
+    shape = (n, c, h + top + bottom, w + left + right)
+    size = int(np.prod(shape))
+    flat = workspace(key, (size + (kernel[1] - 1) * dilation[1],), x.dtype)
+    flat.fill(0)
+    flat[:size].reshape(shape)[:, :, top:top + h, left:left + w] = x
+    return flat, shape
+
+
+def _forward_shifted(x, w, pads, dilation, out, buffers=None):
+    """Stride-1, ungrouped: cols (C·k_h·k_w, N·H_out·W_p) by flat shifts, then ONE GEMM for
+    the whole batch; the crop of the garbage columns also restores the NCHW layout."""
+    n = x.shape[0]
+    c_out, c_in, k_h, k_w = w.shape
+    flat, shape = _padded_flat(x, pads, (k_h, k_w), dilation, "conv.shifted.x")
+    wp = shape[3]
+    positions = out[0] * wp
+    cols_shape = (c_in, k_h, k_w, n, positions)
+    cols = buffers.get("shifted") if buffers is not None else None
+    if cols is None or cols.shape != cols_shape or cols.dtype != x.dtype:
+        cols = np.empty(cols_shape, dtype=x.dtype)
+        if buffers is not None:
+            buffers["shifted"] = cols
+    np.copyto(cols, _shifted_windows(flat, shape, (k_h, k_w), dilation, out[0]))
+    cols = cols.reshape(c_in * k_h * k_w, n * positions)
+    wide = np.matmul(w.reshape(c_out, -1), cols,
+                     out=workspace("conv.shifted.y", (c_out, n * positions), x.dtype))
+    y = np.empty((n, c_out, out[0], out[1]), dtype=x.dtype)
+    np.copyto(y.transpose(1, 0, 2, 3), wide.reshape(c_out, n, out[0], wp)[..., :out[1]])
+    return y, (cols, shape)
+
+
+def _backward_shifted(dy, cache: ConvCache):
+    cols, shape = cache.data
+    w = cache.w
+    c_out, c_in, k_h, k_w = w.shape
+    n, _, h_out, w_out = dy.shape
+    wp = shape[3]
+    positions = h_out * wp
+    dtype = np.result_type(dy, w)
+    # dy channel-major on the wide grid, zero in the garbage columns so they add nothing.
+    dy_wide = workspace("conv.shifted.dy", (c_out, n, h_out, wp), dtype)
+    dy_wide[..., w_out:] = 0
+    np.copyto(dy_wide[..., :w_out], dy.transpose(1, 0, 2, 3))
+    dy_mat = dy_wide.reshape(c_out, n * positions)
+    dw = np.matmul(dy_mat, cols.T)                       # Σ over batch and positions: one GEMM
+    dcols = np.matmul(w.reshape(c_out, -1).T, dy_mat,
+                      out=workspace("conv.shifted.dcols", (c_in * k_h * k_w, n * positions), dtype))
+    d_h, d_w = cache.dilation
+    size = int(np.prod(shape))
+    dflat = workspace("conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
+    dflat.fill(0)
+    planes = dcols.reshape(c_in, k_h, k_w, n, positions)
+    item = dflat.itemsize
+    plane = shape[2] * wp * item
+    for a in range(k_h):
+        for b in range(k_w):
+            # For one offset the written elements are distinct (each plane's span is shorter
+            # than the plane), so a plain += on the strided view is exact.
+            target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=(c_in, n, positions),
+                                strides=(plane, c_in * plane, item))
+            target += planes[:, a, b]
+    (top, _), (left, _) = cache.pads
+    height, width = cache.x_shape[2:]
+    dx = np.ascontiguousarray(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])
     return dx, dw.reshape(w.shape).astype(dtype, copy=False)
 
 
