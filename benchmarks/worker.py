@@ -73,7 +73,7 @@ def convscope_model(case):
     def step():
         logits = model.forward(x, train=True)
         _, dlogits = softmax_cross_entropy(logits, labels)
-        model.backward(dlogits)
+        model.backward(dlogits, input_grad=False)
         for p in params:
             p.value -= 0.01 * p.grad
     return step

@@ -377,3 +377,27 @@ def test_pool_model_spec_round_trip():
     spec = ours.spec()
     assert spec["layers"][4]["branches"][1][0] == {"type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1}
     assert cs.from_spec(json.loads(json.dumps(spec))).spec() == spec
+
+
+@pytest.mark.parametrize("path", ["im2col", "shifted", "winograd", "reference"])
+def test_backward_without_input_grad_gives_the_same_parameter_grads(path):
+    """Training never needs dL/dx of the data: backward(dy, input_grad=False) may skip it
+    (returns None) but every parameter gradient must equal the full backward's."""
+    from convscope.ops import conv as conv_ops
+    old = conv_ops.get_default_path()
+    conv_ops.set_default_path(path)
+    try:
+        model = cs.Sequential([cs.layers.Conv2d(16, 3, padding=1), cs.layers.ReLU(),
+                               cs.layers.Flatten(), cs.layers.Linear(3)]).build((16, 6, 6), dtype=np.float64)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2, 16, 6, 6))
+        dy = rng.standard_normal((2, 3))
+        model.forward(x, train=True)
+        assert model.backward(dy) is not None
+        full = {p.name: p.grad.copy() for p in model.parameters()}
+        model.forward(x, train=True)
+        assert model.backward(dy, input_grad=False) is None
+        for p in model.parameters():
+            np.testing.assert_array_equal(p.grad, full[p.name])
+    finally:
+        conv_ops.set_default_path(old)

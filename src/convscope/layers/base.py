@@ -68,6 +68,7 @@ class Layer:
         self._params: Dict[str, Parameter] = {}
         self._buffers: Dict[str, np.ndarray] = {}
         self._cache = None
+        self._input_grad = True  # False during a backward whose caller does not need dL/dx
 
     # ----- shape rules (pure: no weights needed) --------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -154,8 +155,13 @@ class Layer:
 
     __call__ = forward
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """Given dL/dy for the last forward pass, set every Parameter.grad and return dL/dx."""
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray:
+        """Given dL/dy for the last forward pass, set every Parameter.grad and return dL/dx.
+
+        With ``input_grad=False`` a layer may skip computing dL/dx (training never needs the
+        gradient of the data itself) and returns None, as PyTorch does for inputs that do
+        not require grad; layers that cannot skip it still return it.
+        """
         if self._cache is None:
             raise ConvscopeError(f"{self.type_name}: backward called before forward; "
                                  "run forward(x, train=True) first")
@@ -164,6 +170,7 @@ class Layer:
         if expected is not None and dy.shape != expected:
             raise ConvscopeError(f"{self.type_name}: backward expects dy of shape {expected} "
                                  f"(the last output's), got {dy.shape}")
+        self._input_grad = input_grad
         dx = self._backward(dy.astype(self.dtype, copy=False))
         self._cache = None
         return dx

@@ -104,12 +104,16 @@ class Sequential(Layer):
 
     __call__ = forward
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray:
+        """Backward through every layer in reverse; ``input_grad=False`` lets the first layer
+        skip dL/dx (the trainer passes it: the data needs no gradient)."""
         if self._cache is None:
             raise ConvscopeError("backward called before forward; run forward(x, train=True) first")
-        for name, layer in reversed(self.children()):
+        children = self.children()
+        for index in range(len(children) - 1, -1, -1):
+            name, layer = children[index]
             try:
-                dy = layer.backward(dy)
+                dy = layer.backward(dy, input_grad=input_grad or index > 0)
             except ConvscopeError as error:
                 raise _child_error(name, layer, error) from None
         self._cache = None

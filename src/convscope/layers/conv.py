@@ -203,7 +203,7 @@ class Conv2d(_ConvNd):
         return y
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dw, db = conv2d_backward(dy, self._cache)
+        dx, dw, db = conv2d_backward(dy, self._cache, need_dx=self._input_grad)
         self._set_grads(dw, db)
         return dx
 
@@ -235,7 +235,7 @@ class Conv1d(_ConvNd):
         return y
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dw, db = conv1d_backward(dy, self._cache)
+        dx, dw, db = conv1d_backward(dy, self._cache, need_dx=self._input_grad)
         self._set_grads(dw, db)
         return dx
 

@@ -247,21 +247,23 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data)
 
 
-def conv2d_backward(dy: np.ndarray, cache: ConvCache):
+def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
     """Gradients ``(dx, dw, db)`` of the convolution that produced ``cache``; db is None
-    when the forward pass had no bias."""
+    when the forward pass had no bias, dx is None when ``need_dx`` is False (the fast
+    paths then skip the whole dcols/col2im half of the work)."""
     dy = np.asarray(dy)
     db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if cache.path == "winograd":
-        return winograd.conv3x3_backward(dy, cache.data)
+        return winograd.conv3x3_backward(dy, cache.data, need_dx=need_dx)
     if cache.path == "im2col":
-        dx, dw = _backward_fast(dy, cache)
+        dx, dw = _backward_fast(dy, cache, need_dx)
     elif cache.path == "pointwise":
-        dx, dw = _backward_pointwise(dy, cache)
+        dx, dw = _backward_pointwise(dy, cache, need_dx)
     elif cache.path == "shifted":
-        dx, dw = _backward_shifted(dy, cache)
+        dx, dw = _backward_shifted(dy, cache, need_dx)
     else:
         dx, dw = _backward_reference(dy, cache)
+        dx = dx if need_dx else None
     return dx, dw, db
 
 
@@ -336,7 +338,7 @@ def _sum_over_batch_of_products(a: np.ndarray, b_t: np.ndarray, out_shape) -> np
     return total
 
 
-def _backward_fast(dy, cache: ConvCache):
+def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
     cols, w, groups = cache.data, cache.w, cache.groups
     n_batch, _, k, positions = cols.shape
     c_out = w.shape[0]
@@ -346,6 +348,8 @@ def _backward_fast(dy, cache: ConvCache):
     # dW: Σ over samples and positions of delta × window; per-sample GEMMs read cols in place
     # (a single GEMM over (batch × positions) would first copy cols into another layout).
     dw = _sum_over_batch_of_products(dy_g, cols.transpose(0, 1, 3, 2), w_g.shape)
+    if not need_dx:
+        return None, dw.reshape(w.shape).astype(dtype, copy=False)
     n, c_in, height, width = cache.x_shape
     (top, bottom), (left, right) = cache.pads
     k_h, k_w = w.shape[2:]
@@ -414,7 +418,7 @@ def _forward_shifted(x, w, pads, dilation, out, buffers=None):
     return y, (cols, shape)
 
 
-def _backward_shifted(dy, cache: ConvCache):
+def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     cols, shape = cache.data
     w = cache.w
     c_out, c_in, k_h, k_w = w.shape
@@ -428,6 +432,8 @@ def _backward_shifted(dy, cache: ConvCache):
     np.copyto(dy_wide[..., :w_out], dy.transpose(1, 0, 2, 3))
     dy_mat = dy_wide.reshape(c_out, n * positions)
     dw = np.matmul(dy_mat, cols.T)                       # Σ over batch and positions: one GEMM
+    if not need_dx:
+        return None, dw.reshape(w.shape).astype(dtype, copy=False)
     dcols = np.matmul(w.reshape(c_out, -1).T, dy_mat,
                       out=workspace("conv.shifted.dcols", (c_in * k_h * k_w, n * positions), dtype))
     d_h, d_w = cache.dilation
@@ -457,14 +463,14 @@ def _forward_pointwise(x, w):
     return y.reshape(n, w.shape[0], h, wd)
 
 
-def _backward_pointwise(dy, cache: ConvCache):
+def _backward_pointwise(dy, cache: ConvCache, need_dx: bool = True):
     x, w = cache.data, cache.w
     n, c_in, h, wd = x.shape
     c_out = w.shape[0]
     dy_m = np.ascontiguousarray(dy).reshape(n, c_out, h * wd)
     w_m = w.reshape(c_out, c_in)
     dw = _sum_over_batch_of_products(dy_m, x.reshape(n, c_in, h * wd).transpose(0, 2, 1), w_m.shape)
-    dx = np.matmul(w_m.T, dy_m).reshape(x.shape)
+    dx = np.matmul(w_m.T, dy_m).reshape(x.shape) if need_dx else None
     return dx, dw.reshape(w.shape).astype(np.result_type(dy, w), copy=False)
 
 
@@ -509,7 +515,8 @@ def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     return y[:, :, 0, :], cache
 
 
-def conv1d_backward(dy: np.ndarray, cache: ConvCache):
-    """Gradients ``(dx, dw, db)`` of :func:`conv1d_forward`; db is None without a bias."""
-    dx, dw, db = conv2d_backward(np.asarray(dy)[:, :, None, :], cache)
-    return dx[:, :, 0, :], dw[:, :, 0, :], db
+def conv1d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
+    """Gradients ``(dx, dw, db)`` of :func:`conv1d_forward`; db is None without a bias,
+    dx None when ``need_dx`` is False."""
+    dx, dw, db = conv2d_backward(np.asarray(dy)[:, :, None, :], cache, need_dx)
+    return (dx[:, :, 0, :] if dx is not None else None), dw[:, :, 0, :], db

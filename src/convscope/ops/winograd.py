@@ -158,8 +158,8 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     return y, cache
 
 
-def conv3x3_backward(dy: np.ndarray, cache):
-    """Gradients of :func:`conv3x3_forward`: returns (dx, dw, db)."""
+def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
+    """Gradients of :func:`conv3x3_forward`: returns (dx, dw, db); dx is None unless needed."""
     n, c, h, wd = cache["x_shape"]
     w = cache["w"]
     k = w.shape[0]
@@ -186,11 +186,13 @@ def conv3x3_backward(dy: np.ndarray, cache):
     # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points.
     dw = np.matmul(du.reshape(16, k * c).T, _G_KRON.astype(dy.dtype)).reshape(k, c, 3, 3)
 
+    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    if not need_dx:
+        return None, dw.astype(dy.dtype, copy=False), db
     # dx: full correlation of dy with the rotated, channel-swapped filter.
     w_rot = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     dx, _ = conv3x3_forward(dy, w_rot, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)),
                             keep_for_backward=False, key="wino.dx")
-    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     return dx, dw.astype(dy.dtype, copy=False), db
 
 

@@ -365,7 +365,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
                         reporter.close()
                         raise TrainingDiverged(_diverged_message(loss, epoch, b, len(batches), opt.lr, out,
                                                                  history))
-                    model.backward(dlogits)
+                    model.backward(dlogits, input_grad=False)  # the data needs no gradient
                     opt.step()
                     loss_sum += loss * len(idx)
                     correct += int(np.sum(logits.argmax(axis=1) == y_train[idx]))
