@@ -12,12 +12,12 @@ p padding (p_lo before, p_hi after), d dilation, H/W (or L) spatial sizes, in/ou
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 from ..errors import format_count as fc
 from ..errors import format_shape
 from ..shapes import adaptive_window, conv_output_size, prod, resolve_padding
-from .describe import axis_names, call_text
+from .describe import axis_names
 from .receptive import derivation as field_derivation
 
 _CONV = {"conv1d", "conv2d"}

@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import layers as L
 from ..errors import ConvscopeError, format_shape
+from ..files import require_file
 from ..layers.base import Layer, _check_shape
 from ..layers.containers import Concat, Residual, Sequential
 from ..ops.pool import adaptive_matrix
@@ -57,10 +58,7 @@ _PROBE_BATCHES = (7919, 7907)
 
 
 def _load(path: str, onnx):
-    if not os.path.exists(path):
-        raise ConvscopeError(f"ONNX file not found: {path}")
-    if os.path.isdir(path):
-        raise ConvscopeError(f"{path} is a folder; give the .onnx file inside it")
+    path = require_file(path, "ONNX file", "give the .onnx file inside it")
     try:
         proto = onnx.load(path)
     except Exception as error:  # protobuf's DecodeError and friends: the bytes are not a model

@@ -17,7 +17,7 @@ All lines come from these index sets; every number printed is the engine's
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 

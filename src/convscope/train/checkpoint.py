@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import ConvscopeError
+from ..files import require_file
 from . import preprocessing as prep_mod
 
 META_KEY = "__convscope__"
@@ -138,11 +139,7 @@ def atomic_write(path: str, write, mode: str = "wb") -> None:
 
 def read_checkpoint(path) -> tuple:
     """(meta dict, {name: array}) of a checkpoint file, validated; no model is built."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ConvscopeError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
-        raise ConvscopeError(f"{path} is a folder; give the checkpoint file inside it, e.g. {path}/model.npz")
+    path = require_file(path, "checkpoint", f"give the checkpoint file inside it, e.g. {os.fspath(path)}/model.npz")
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic != b"PK\x03\x04":

@@ -32,12 +32,12 @@ Decisions, documented because they change predictions:
 """
 from __future__ import annotations
 
-import os
 from typing import Dict, Iterable, List
 
 import numpy as np
 
 from ..errors import ConvscopeError
+from ..files import require_file
 
 _KEYS = {"channels", "size", "range", "invert", "crop", "mean", "std"}
 
@@ -155,11 +155,7 @@ def open_image(path) -> "object":
     """Open an image file with Pillow; a missing or unreadable file is one clear error."""
     from PIL import Image, UnidentifiedImageError
 
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ConvscopeError(f"image not found: {path}")
-    if os.path.isdir(path):
-        raise ConvscopeError(f"{path} is a folder; give image files (PNG or JPEG)")
+    path = require_file(path, "image", "give image files (PNG or JPEG)")
     try:
         image = Image.open(path)
         image.load()

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from ..errors import ConvscopeError, format_shape
-from .select import describe_choices, find_layer, model_of, named_layers
+from .select import find_layer, model_of, named_layers
 
 
 class _Found(Exception):

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..errors import ConvscopeError, format_shape
-from .select import CONV_TYPES, describe_choices, find_layer, model_of, named_layers
+from .select import describe_choices, find_layer, model_of, named_layers
 
 
 def conv_layers(model):
