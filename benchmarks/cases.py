@@ -18,6 +18,7 @@ class ConvCase:
     kernel: int
     stride: int = 1
     padding: int = 0
+    groups: int = 1
 
     @property
     def input_shape(self) -> Tuple[int, int, int]:
@@ -33,6 +34,7 @@ CONV_CASES = [
     ConvCase("alexnet-conv5 256→256 3×3 13²", 8, 256, 13, 256, 3, 1, 1),
     ConvCase("1×1 256→128 28²", 8, 256, 28, 128, 1),
     ConvCase("one-channel 1→1 3×3 128²", 16, 1, 128, 1, 3, 1, 1),
+    ConvCase("depthwise 64 3×3 56²", 8, 64, 56, 64, 3, 1, 1, groups=64),
 ]
 
 #: LeNet-5 in its common modern form on 1×32×32 (the zoo's lenet5 with ReLU and max pooling).

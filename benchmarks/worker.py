@@ -42,7 +42,8 @@ def convscope_conv(case, mode, path):
     from convscope.ops import conv as conv_ops
 
     conv_ops.set_default_path(path)
-    layer = cs.layers.Conv2d(case.out_channels, case.kernel, stride=case.stride, padding=case.padding)
+    layer = cs.layers.Conv2d(case.out_channels, case.kernel, stride=case.stride, padding=case.padding,
+                             groups=case.groups)
     layer.build(case.input_shape, seed=0)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((case.batch,) + case.input_shape).astype(np.float32)
@@ -85,7 +86,7 @@ def torch_conv(case, mode):
     import torch
 
     conv = torch.nn.Conv2d(case.in_channels, case.out_channels, case.kernel, stride=case.stride,
-                           padding=case.padding)
+                           padding=case.padding, groups=case.groups)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((case.batch,) + case.input_shape).astype(np.float32))
     if mode == "fwd":

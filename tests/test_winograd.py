@@ -91,3 +91,32 @@ def test_shifted_is_chosen_for_deep_stride_one_windows():
     assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, none, 1, 6, 32) == "im2col"
     # Too much padding waste: W_p / W_out = 9 / 3.
     assert choose_path("auto", (7, 7), (1, 1), (1, 1), 1, none, 16, 16, 9) == "im2col"
+
+
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(2, 6), h=st.integers(3, 10), k=st.integers(1, 4), stride=st.integers(1, 3),
+       dilation=st.integers(1, 2), padding=st.integers(0, 2), bias=st.booleans(), seed=st.integers(0, 999))
+def test_depthwise_path_matches_torch(c, h, k, stride, dilation, padding, bias, seed):
+    """groups = C_in = C_out runs as k_h·k_w multiply-adds; every gradient equals torch's."""
+    import convscope as cs
+    from oracle import assert_matches_torch
+    from convscope.ops.conv import choose_path
+    if h + 2 * padding < dilation * (k - 1) + 1:
+        return
+    pads = ((padding, padding), (padding, padding))
+    assert choose_path("auto", (k, k), (stride, stride), (dilation, dilation), c, pads, c, c) == "depthwise"
+    layer = cs.layers.Conv2d(c, k, stride=stride, padding=padding, dilation=dilation, groups=c, bias=bias)
+    module = torch.nn.Conv2d(c, c, k, stride=stride, padding=padding, dilation=dilation, groups=c, bias=bias)
+    assert_matches_torch(layer, module, (c, h, h + 1), batch=2, seed=seed)
+
+
+def test_set_num_threads_controls_blas():
+    import convscope as cs
+    from convscope.threads import get_num_threads
+    before = get_num_threads()
+    cs.set_num_threads(1)
+    assert get_num_threads() == 1
+    cs.set_num_threads(before)
+    assert get_num_threads() == before
+    with pytest.raises(cs.ConvscopeError, match="positive integer"):
+        cs.set_num_threads(0)

@@ -41,7 +41,9 @@ Several paths compute the same numbers:
 ``path=None`` uses the module default, ``"auto"`` unless :func:`set_default_path` changed
 it; ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with at least
 ``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers,
-``"shifted"`` for other stride-1 layers with deep enough windows, and im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
+``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
+layers with groups = C_in = C_out (k_h·k_w vectorised multiply-adds: one filter per channel
+leaves no GEMM worth doing), and im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
 :func:`conv1d_backward`).
 Arrays keep their dtype: float32 in, float32 out.
 """
@@ -64,7 +66,7 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backwa
 
 #: "auto" picks per call: Winograd for stride-1 3×3 layers wide enough to profit, a direct
 #: GEMM for 1×1 layers, im2col + GEMM otherwise. "fast" is a synonym of "auto".
-PATHS = ("auto", "fast", "im2col", "shifted", "winograd", "reference")
+PATHS = ("auto", "fast", "im2col", "shifted", "depthwise", "winograd", "reference")
 _default_path = "auto"
 
 #: Winograd's transforms cost memory passes that only pay off with enough channels to share
@@ -89,7 +91,8 @@ def get_default_path() -> str:
 
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
                 width: Optional[int] = None) -> str:
-    """The concrete path ("im2col", "shifted", "pointwise", "winograd" or "reference") a call takes."""
+    """The concrete path ("im2col", "shifted", "depthwise", "pointwise", "winograd" or
+    "reference") a call takes."""
     path = _default_path if path is None else path
     if path not in PATHS:
         raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
@@ -99,7 +102,13 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
             raise ConvscopeError("the winograd path needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
                                  "padding at most 2; use path 'auto' for this layer")
         return "winograd"
+    depthwise = groups == c_in == c_out and groups > 1
+    if path == "depthwise" and not depthwise:
+        raise ConvscopeError("the depthwise path needs groups == in_channels == out_channels; "
+                             "use path 'auto' for this layer")
     if path in ("auto", "fast"):
+        if depthwise:
+            return "depthwise"
         if exact_winograd and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
             return "winograd"
         if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1 and not any(map(any, pads)):
@@ -237,6 +246,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         y, data = _forward_pointwise(x, w), x
     elif path == "shifted":
         y, data = _forward_shifted(x, w, pads, dilation, out, buffers)
+    elif path == "depthwise":
+        xpad = pad2d(x, pads)
+        y, data = _forward_depthwise(xpad, w, stride, dilation, out), xpad
     elif path == "im2col":
         y, data = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, buffers)
     else:
@@ -261,6 +273,8 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
         dx, dw = _backward_pointwise(dy, cache, need_dx)
     elif cache.path == "shifted":
         dx, dw = _backward_shifted(dy, cache, need_dx)
+    elif cache.path == "depthwise":
+        dx, dw = _backward_depthwise(dy, cache, need_dx)
     else:
         dx, dw = _backward_reference(dy, cache)
         dx = dx if need_dx else None
@@ -454,6 +468,99 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     height, width = cache.x_shape[2:]
     dx = np.ascontiguousarray(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])
     return dx, dw.reshape(w.shape).astype(dtype, copy=False)
+
+
+def _forward_depthwise(xpad, w, stride, dilation, out):
+    """groups = C_in = C_out: each channel has its own k_h×k_w filter, so there is nothing to
+    share a GEMM over. Instead, k_h·k_w multiply-adds of whole (N, C, H_out, W_out) slices:
+    y[n, c] = Σ_{a,b} w[c, 0, a, b] · xpad[n, c, a·d_h + s_h·i, b·d_w + s_w·j].
+
+    At stride 1 each offset is a flat shift of the padded planes (see the shifted path), so
+    every multiply-add runs over whole planes instead of one output row at a time."""
+    n, c, hp, wp = xpad.shape
+    k_h, k_w = w.shape[2:]
+    if tuple(stride) == (1, 1):
+        positions = out[0] * wp
+        flat = workspace("conv.depthwise.x", (n * c * hp * wp + (k_w - 1) * dilation[1],), xpad.dtype)
+        flat[:xpad.size] = xpad.reshape(-1)
+        flat[xpad.size:] = 0
+        item = flat.itemsize
+        wide = np.zeros((n, c, positions), dtype=xpad.dtype)
+        term = workspace("conv.depthwise.term", wide.shape, xpad.dtype)
+        for a in range(k_h):
+            for b in range(k_w):
+                shifted = as_strided(flat[a * dilation[0] * wp + b * dilation[1]:], shape=wide.shape,
+                                     strides=(c * hp * wp * item, hp * wp * item, item))
+                np.multiply(shifted, w[:, 0, a, b].reshape(1, -1, 1), out=term)
+                wide += term
+        return np.ascontiguousarray(wide.reshape(n, c, out[0], wp)[..., :out[1]])
+    view = window_view(xpad, (k_h, k_w), stride, dilation, out)   # (N, C, k_h, k_w, H_out, W_out)
+    y = np.zeros((n, c) + tuple(out), dtype=xpad.dtype)
+    term = np.empty_like(y)
+    for a in range(k_h):
+        for b in range(k_w):
+            np.multiply(view[:, :, a, b], w[:, 0, a, b].reshape(1, -1, 1, 1), out=term)
+            y += term
+    return y
+
+
+def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
+    xpad, w = cache.data, cache.w
+    n, c, hp, wp = xpad.shape
+    k_h, k_w = w.shape[2:]
+    d_h, d_w = cache.dilation
+    dtype = np.result_type(dy, w)
+    dw = np.empty(w.shape, dtype=dtype)
+    if tuple(cache.stride) == (1, 1):
+        # The forward's flat shifts again: dy on the W_p-wide grid (zero in the extra
+        # columns), one dot product per channel and offset for dW, shifted adds for dx.
+        h_out, w_out = dy.shape[2:]
+        positions = h_out * wp
+        dy_wide = workspace("conv.depthwise.dy", (n, c, h_out, wp), dtype)
+        dy_wide[..., w_out:] = 0
+        dy_wide[..., :w_out] = dy
+        dy_wide = dy_wide.reshape(n, c, positions)
+        size = n * c * hp * wp
+        flat = workspace("conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
+        flat[:size] = xpad.reshape(-1)
+        flat[size:] = 0
+        item = flat.itemsize
+        strides = (c * hp * wp * item, hp * wp * item, item)
+        for a in range(k_h):
+            for b in range(k_w):
+                shifted = as_strided(flat[a * d_h * wp + b * d_w:], shape=dy_wide.shape, strides=strides)
+                dw[:, 0, a, b] = np.einsum("ncp,ncp->c", shifted, dy_wide)
+        if not need_dx:
+            return None, dw
+        dflat = workspace("conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
+        dflat.fill(0)
+        term = workspace("conv.depthwise.term", dy_wide.shape, dtype)
+        for a in range(k_h):
+            for b in range(k_w):
+                target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=dy_wide.shape, strides=strides)
+                np.multiply(dy_wide, w[:, 0, a, b].reshape(1, -1, 1), out=term)
+                target += term
+        (top, _), (left, _) = cache.pads
+        height, width = cache.x_shape[2:]
+        dx = dflat[:size].reshape(n, c, hp, wp)[:, :, top:top + height, left:left + width]
+        return np.ascontiguousarray(dx), dw
+    view = window_view(xpad, (k_h, k_w), cache.stride, cache.dilation, dy.shape[2:])
+    term = np.empty(dy.shape, dtype=dtype)
+    for a in range(k_h):
+        for b in range(k_w):
+            # Σ over samples and positions of window value × delta, per channel.
+            np.multiply(view[:, :, a, b], dy, out=term)
+            dw[:, 0, a, b] = term.sum(axis=(0, 2, 3))
+    if not need_dx:
+        return None, dw
+    dxpad = np.zeros(xpad.shape, dtype=dtype)
+    windows = np.empty((n, c, k_h, k_w) + dy.shape[2:], dtype=dtype)
+    for a in range(k_h):
+        for b in range(k_w):
+            np.multiply(dy, w[:, 0, a, b].reshape(1, -1, 1, 1), out=windows[:, :, a, b])
+    col2im_add(dxpad, windows, cache.stride, cache.dilation)
+    dx = unpad2d(dxpad, cache.pads)
+    return (np.ascontiguousarray(dx) if dx is not dxpad else dx), dw
 
 
 def _forward_pointwise(x, w):
