@@ -228,6 +228,8 @@ def test_reference_equals_fast(case, asym, seed):
         paths.append("shifted")
     if case["groups"] == case["c_in"] == case["c_out"] and case["groups"] > 1:
         paths.append("depthwise")
+    if max(case["stride"]) > 1 and tuple(case["dilation"]) == (1, 1) and case["groups"] == 1:
+        paths.append("space_to_depth")
     if conv_ops.winograd.applies(case["kernel"], case["stride"], case["dilation"], case["groups"]) \
             and max(max(p) for p in pads) <= 2:
         paths.append("winograd")

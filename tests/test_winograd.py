@@ -120,3 +120,37 @@ def test_set_num_threads_controls_blas():
     assert get_num_threads() == before
     with pytest.raises(cs.ConvscopeError, match="positive integer"):
         cs.set_num_threads(0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 4), k_out=st.integers(1, 5), h=st.integers(5, 17), kernel=st.integers(1, 7),
+       stride=st.integers(2, 4), padding=st.integers(0, 3), bias=st.booleans(), seed=st.integers(0, 999))
+def test_space_to_depth_path_matches_torch(c, k_out, h, kernel, stride, padding, bias, seed):
+    """A strided layer rewritten as a stride-1 one over s×s phase channels: same numbers."""
+    from convscope.ops import conv as conv_ops
+    if h + 2 * padding < kernel or padding > kernel // 2 + 1:
+        return
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((2, c, h, h + 1)), rng.standard_normal((k_out, c, kernel, kernel))
+    b = rng.standard_normal(k_out) if bias else None
+    y, cache = conv_ops.conv2d_forward(x, w, b, stride, padding, path="space_to_depth")
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=padding)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = conv_ops.conv2d_backward(dy, cache)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    if bias:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_space_to_depth_is_chosen_only_when_padding_the_kernel_is_cheap():
+    from convscope.ops.conv import choose_path
+    pads = ((2, 2), (2, 2))
+    # AlexNet conv1, 11×11 stride 4: padded to 12×12, (12/11)² = 1.19 extra work.
+    assert choose_path("auto", (11, 11), (4, 4), (1, 1), 1, pads, 3, 64, 224) == "space_to_depth"
+    # 3×3 stride 2 would pad to 4×4: (4/3)² = 1.78, too costly.
+    assert choose_path("auto", (3, 3), (2, 2), (1, 1), 1, pads, 64, 128, 56) == "im2col"

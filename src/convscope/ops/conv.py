@@ -43,7 +43,9 @@ it; ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with a
 ``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers,
 ``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
 layers with groups = C_in = C_out (k_h·k_w vectorised multiply-adds: one filter per channel
-leaves no GEMM worth doing), and im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
+leaves no GEMM worth doing), ``"space_to_depth"`` for strided layers whose kernel pads to
+a multiple of the stride cheaply (the s×s input phases become channels, leaving a stride-1
+layer for the other paths), and im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
 :func:`conv1d_backward`).
 Arrays keep their dtype: float32 in, float32 out.
 """
@@ -66,7 +68,7 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backwa
 
 #: "auto" picks per call: Winograd for stride-1 3×3 layers wide enough to profit, a direct
 #: GEMM for 1×1 layers, im2col + GEMM otherwise. "fast" is a synonym of "auto".
-PATHS = ("auto", "fast", "im2col", "shifted", "depthwise", "winograd", "reference")
+PATHS = ("auto", "fast", "im2col", "shifted", "depthwise", "space_to_depth", "winograd", "reference")
 _default_path = "auto"
 
 #: Winograd's transforms cost memory passes that only pay off with enough channels to share
@@ -91,8 +93,8 @@ def get_default_path() -> str:
 
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
                 width: Optional[int] = None) -> str:
-    """The concrete path ("im2col", "shifted", "depthwise", "pointwise", "winograd" or
-    "reference") a call takes."""
+    """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
+    "winograd" or "reference") a call takes."""
     path = _default_path if path is None else path
     if path not in PATHS:
         raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
@@ -106,9 +108,15 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
     if path == "depthwise" and not depthwise:
         raise ConvscopeError("the depthwise path needs groups == in_channels == out_channels; "
                              "use path 'auto' for this layer")
+    s2d = space_to_depth_applies(kernel, stride, dilation, groups)
+    if path == "space_to_depth" and not s2d:
+        raise ConvscopeError("the space_to_depth path needs stride > 1, dilation 1 and groups 1; "
+                             "use path 'auto' for this layer")
     if path in ("auto", "fast"):
         if depthwise:
             return "depthwise"
+        if s2d and _space_to_depth_overhead(kernel, stride) <= SPACE_TO_DEPTH_MAX_OVERHEAD:
+            return "space_to_depth"
         if exact_winograd and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
             return "winograd"
         if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1 and not any(map(any, pads)):
@@ -128,6 +136,20 @@ SHIFTED_MAX_WIDTH_RATIO = 1.5
 #: ... and its one batch-wide GEMM only beats per-sample GEMMs once each window holds
 #: this many values (C_in·k_h·k_w; measured: LeNet's 6·5·5 wins, 1·5·5 and 3·3·3 lose).
 SHIFTED_MIN_DEPTH = 64
+
+
+#: Space-to-depth pads each kernel axis up to a multiple of the stride; it is chosen when the
+#: extra multiplications stay below this factor (AlexNet's 11×11/4: (12/11)² = 1.19).
+SPACE_TO_DEPTH_MAX_OVERHEAD = 1.25
+
+
+def space_to_depth_applies(kernel, stride, dilation, groups) -> bool:
+    return max(stride) > 1 and tuple(dilation) == (1, 1) and groups == 1
+
+
+def _space_to_depth_overhead(kernel, stride) -> float:
+    padded = [-(-k // s) * s for k, s in zip(kernel, stride)]
+    return (padded[0] * padded[1]) / (kernel[0] * kernel[1])
 
 
 def shifted_applies(kernel, stride, dilation, pads, width: int) -> bool:
@@ -246,6 +268,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         y, data = _forward_pointwise(x, w), x
     elif path == "shifted":
         y, data = _forward_shifted(x, w, pads, dilation, out, buffers)
+    elif path == "space_to_depth":
+        y, data = _forward_space_to_depth(x, w, pads, stride, out)
     elif path == "depthwise":
         xpad = pad2d(x, pads)
         y, data = _forward_depthwise(xpad, w, stride, dilation, out), xpad
@@ -275,6 +299,8 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
         dx, dw = _backward_shifted(dy, cache, need_dx)
     elif cache.path == "depthwise":
         dx, dw = _backward_depthwise(dy, cache, need_dx)
+    elif cache.path == "space_to_depth":
+        dx, dw = _backward_space_to_depth(dy, cache, need_dx)
     else:
         dx, dw = _backward_reference(dy, cache)
         dx = dx if need_dx else None
@@ -468,6 +494,57 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     height, width = cache.x_shape[2:]
     dx = np.ascontiguousarray(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])
     return dx, dw.reshape(w.shape).astype(dtype, copy=False)
+
+
+def _forward_space_to_depth(x, w, pads, stride, out):
+    """A stride-s convolution as a stride-1 one: with a = s·a' + r and b = s·b' + q,
+
+        y[n, k, i, j] = Σ_{c,a,b} xpad[n, c, s·i + a, s·j + b] · w[k, c, a, b]
+                      = Σ_{(c,r,q), a', b'} xs[n, (c,r,q), i + a', j + b'] · ws[k, (c,r,q), a', b']
+
+    where xs regroups xpad's s×s phases into channels (C·s_h·s_w of them) and ws is w
+    zero-padded to a multiple of s and regrouped alike (kernel ⌈k/s⌉). The stride-1
+    convolution then takes whichever fast path suits it (Winograd for AlexNet's conv1)."""
+    n, c, _, _ = x.shape
+    k_out, _, k_h, k_w = w.shape
+    s_h, s_w = stride
+    kh2, kw2 = -(-k_h // s_h), -(-k_w // s_w)
+    xpad = pad2d(x, pads)
+    hs, ws_ = -(-xpad.shape[2] // s_h), -(-xpad.shape[3] // s_w)
+    hs, ws_ = max(hs, out[0] + kh2 - 1), max(ws_, out[1] + kw2 - 1)
+    ext = np.zeros((n, c, hs * s_h, ws_ * s_w), dtype=x.dtype)
+    ext[:, :, :xpad.shape[2], :xpad.shape[3]] = xpad
+    xs = np.ascontiguousarray(ext.reshape(n, c, hs, s_h, ws_, s_w).transpose(0, 1, 3, 5, 2, 4)
+                              ).reshape(n, c * s_h * s_w, hs, ws_)
+    wpad = np.zeros((k_out, c, kh2 * s_h, kw2 * s_w), dtype=w.dtype)
+    wpad[:, :, :k_h, :k_w] = w
+    wsd = np.ascontiguousarray(wpad.reshape(k_out, c, kh2, s_h, kw2, s_w).transpose(0, 1, 3, 5, 2, 4)
+                               ).reshape(k_out, c * s_h * s_w, kh2, kw2)
+    y_full, inner = conv2d_forward(xs, wsd, None, 1, 0, 1, 1)
+    y = y_full if y_full.shape[2:] == tuple(out) else np.ascontiguousarray(y_full[:, :, :out[0], :out[1]])
+    return y, (inner, y_full.shape, ext.shape)
+
+
+def _backward_space_to_depth(dy, cache: ConvCache, need_dx: bool = True):
+    inner, full_shape, ext_shape = cache.data
+    n, c, height, width = cache.x_shape
+    k_out, _, k_h, k_w = cache.w.shape
+    s_h, s_w = cache.stride
+    kh2, kw2 = -(-k_h // s_h), -(-k_w // s_w)
+    if dy.shape != full_shape:
+        dy_full = np.zeros(full_shape, dtype=dy.dtype)
+        dy_full[:, :, :dy.shape[2], :dy.shape[3]] = dy
+    else:
+        dy_full = dy
+    dxs, dws, _ = conv2d_backward(dy_full, inner, need_dx)
+    dw = dws.reshape(k_out, c, s_h, s_w, kh2, kw2).transpose(0, 1, 4, 2, 5, 3)
+    dw = np.ascontiguousarray(dw.reshape(k_out, c, kh2 * s_h, kw2 * s_w)[:, :, :k_h, :k_w])
+    if not need_dx:
+        return None, dw
+    hs, ws_ = ext_shape[2] // s_h, ext_shape[3] // s_w
+    dext = dxs.reshape(n, c, s_h, s_w, hs, ws_).transpose(0, 1, 4, 2, 5, 3).reshape(ext_shape)
+    (top, _), (left, _) = cache.pads
+    return np.ascontiguousarray(dext[:, :, top:top + height, left:left + width]), dw
 
 
 def _forward_depthwise(xpad, w, stride, dilation, out):
