@@ -110,3 +110,10 @@ def test_text_form_errors_are_one_line():
 def test_repr_shows_only_non_defaults():
     assert repr(cs.layers.Conv2d(32, 5, padding=2)) == "Conv2d(32, kernel_size=5, padding=2)"
     assert repr(cs.layers.ReLU()) == "ReLU()"
+
+
+@pytest.mark.parametrize("shape", [(3, True, 8), (3, 8.0, 8), (3, float("inf"), 8), (), (3, 0, 8), "3x8x8"])
+def test_build_rejects_shapes_that_are_not_positive_integers(shape):
+    # Booleans and floats are not sizes, even when int() would accept them.
+    with pytest.raises(ConvscopeError, match="positive integers"):
+        cs.Sequential([cs.layers.ReLU()]).build(shape)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional
 
@@ -57,7 +58,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"convscope: error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and point stdout at /dev/null so the
+        # interpreter's final flush cannot print a second BrokenPipeError.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return 0
+    except OSError as error:  # NotADirectoryError, a full disk, ...: one line, never a traceback
+        where = f": {error.filename}" if error.filename else ""
+        print(f"convscope: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    except MemoryError as error:  # e.g. a model or input too large for this machine
+        detail = str(error).splitlines()[0] if str(error) else "out of memory"
+        print(f"convscope: error: not enough memory ({detail}); use a smaller model, input or --batch-size",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,7 @@ def export_pt(model, output: str, source: str) -> str:
     from ..interop.codegen import module_source
     from ..interop.optional import require
     from ..interop.torch_export import check_built, describe, torch_state_dict
+    from ..train.checkpoint import atomic_write
 
     torch = require("torch", "export to .pt")
     check_built(model, "export")
@@ -49,9 +50,12 @@ def export_pt(model, output: str, source: str) -> str:
     code = module_source(describe(model), input_shape=model.input_shape, dtype=str(model.dtype),
                          weights_file=os.path.basename(output), source=os.path.basename(source),
                          version=__version__)
-    torch.save(torch_state_dict(model, torch), output)
-    with open(code_path, "w", encoding="utf-8") as handle:
-        handle.write(code)
+    if os.path.isdir(code_path):
+        raise ConvscopeError(f"cannot write {code_path} (the module code beside {output}): it is a folder")
+    state = torch_state_dict(model, torch)
+    # Temporary file and rename, as for checkpoints: a failed export never leaves half a file.
+    atomic_write(output, lambda handle: torch.save(state, handle))
+    atomic_write(code_path, lambda handle: handle.write(code), mode="w")
     return code_path
 
 
@@ -62,6 +66,9 @@ def run(args) -> int:
 
     output = args.output
     kind = _format_of(output)
+    if os.path.isdir(output):
+        raise ConvscopeError(f"cannot write {output}: it is a folder; give a file name such as "
+                             f"{os.path.join(output, 'net' + os.path.splitext(output)[1])}")
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise ConvscopeError(f"cannot write {output}: the folder {folder} does not exist; create it first")

@@ -41,6 +41,10 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+#: Largest stride, padding, dilation or kernel size a trace accepts.
+MAX_SIZE = 1000
+
+
 def _ints(text, option: str, allow_words=()):
     """'2' -> 2, '2,1' -> (2, 1); words such as 'same' pass through."""
     if text is None:
@@ -54,6 +58,10 @@ def _ints(text, option: str, allow_words=()):
         words = f", {' or '.join(allow_words)}" if allow_words else ""
         raise ConvscopeError(f"{option} must be an integer or integers separated by commas{words}, "
                              f"got {text!r}") from None
+    if any(v > MAX_SIZE for v in values):
+        # A trace prints every term; a huge padding or stride would only allocate and print zeros.
+        raise ConvscopeError(f"{option} {text} is too large for a trace (at most {MAX_SIZE:,}); traces "
+                             "show small worked examples")
     return values[0] if len(values) == 1 else values
 
 

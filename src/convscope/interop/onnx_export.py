@@ -292,5 +292,10 @@ def to_onnx(model: Layer, path) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ConvscopeError(f"cannot write {path}: the folder {folder} does not exist; create it first")
-    onnx.save(proto, path)
+    if os.path.isdir(path):
+        raise ConvscopeError(f"cannot write {path}: it is a folder; give a file name such as "
+                             f"{os.path.join(path, 'net.onnx')}")
+    from ..train.checkpoint import atomic_write  # temporary file and rename: never half a model
+
+    atomic_write(path, lambda handle: onnx.save(proto, handle))
     return path

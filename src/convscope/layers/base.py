@@ -324,9 +324,10 @@ def _same_value(a, b) -> bool:
 
 def _check_shape(input_shape) -> Shape:
     try:
-        shape = tuple(int(s) for s in input_shape)
-        ok = all(int(s) == s for s in input_shape)
-    except (TypeError, ValueError):
+        values = list(input_shape)
+        ok = all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in values)
+        shape = tuple(int(s) for s in values) if ok else ()
+    except (TypeError, ValueError, OverflowError):
         raise ConvscopeError(f"input shape must be a list of positive integers such as (3, 32, 32), "
                              f"got {input_shape!r}") from None
     if not ok or not shape or any(s < 1 for s in shape):

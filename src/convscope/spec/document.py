@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from typing import Any, List
 
 from ..errors import ConvscopeError
@@ -89,11 +90,22 @@ def from_spec(spec: Any) -> Sequential:
     layers = _layer_list(spec["layers"], "layers")
     shape = None
     if spec.get("input") is not None:
+        _check_input_values(spec["input"])
         try:
             shape = _check_shape(spec["input"])
         except ConvscopeError as error:
             raise ConvscopeError(f"input: {error}") from None
     return Sequential(layers, input_shape=shape)
+
+
+def _check_input_values(value: Any) -> None:
+    """Reject what int() would silently accept or crash on: booleans, inf, NaN, nested lists."""
+    if isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool)
+            or isinstance(v, float) and math.isfinite(v) for v in value):
+        return
+    raise ConvscopeError(f"input: expected a list of positive integers such as [3, 32, 32], got "
+                         f"{str(value)[:80]}")
 
 
 def to_spec(model: Layer) -> dict:

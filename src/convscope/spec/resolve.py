@@ -47,7 +47,8 @@ def parse_input(text: str) -> Tuple[int, ...]:
     if not isinstance(text, str) or not text.strip():
         raise ConvscopeError("--input must be a per-sample shape such as 3x224x224, got an empty value")
     body = text.strip().strip("[]()")
-    parts = [p.strip() for p in re.split(r"[x×X,\s]+", body) if p.strip()]
+    # No empty parts: "3x" or "x3" is a typo, not the shape (3,).
+    parts = re.split(r"\s*[x×X,]\s*|\s+", body.strip())
     if not parts or not all(re.fullmatch(r"\d+", p) for p in parts):
         raise ConvscopeError(f"--input must be positive integers joined by x, such as 3x224x224, got {text!r}")
     shape = tuple(int(p) for p in parts)
@@ -131,6 +132,9 @@ def _read_document(path: str):
     except json.JSONDecodeError as error:
         raise ConvscopeError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column "
                              f"{error.colno}") from None
+    except ValueError:  # an integer longer than Python's 4,300-digit conversion limit
+        raise ConvscopeError(f"{path} holds a number with thousands of digits; sizes in a spec must be "
+                             "ordinary integers such as 64") from None
     except RecursionError:
         raise ConvscopeError(f"{path} is nested too deeply to be a spec") from None
 
@@ -145,6 +149,9 @@ def _parse_yaml(path: str, text: str):
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "cannot be parsed"
         raise ConvscopeError(f"{path} is not valid YAML: {problem}{where}") from None
+    except (ValueError, OverflowError):  # an integer longer than the 4,300-digit conversion limit
+        raise ConvscopeError(f"{path} holds a number with thousands of digits; sizes in a spec must be "
+                             "ordinary integers such as 64") from None
     except RecursionError:
         raise ConvscopeError(f"{path} is nested too deeply to be a spec") from None
 

@@ -167,10 +167,54 @@ def read_checkpoint(path) -> tuple:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConvscopeError(f"{path} is not a convscope checkpoint (its description lacks "
                              f"format={FORMAT!r})")
-    if int(meta.get("version", 0)) > VERSION:
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConvscopeError(f"{path}: the checkpoint's version must be an integer, got {version!r}; "
+                             "the file is damaged or was edited by hand")
+    if version > VERSION:
         raise ConvscopeError(f"{path} is a version-{meta['version']} checkpoint; this convscope reads up "
                              f"to version {VERSION}: upgrade convscope")
+    _check_meta_types(meta, path)
     return meta, arrays
+
+
+#: Entries of the description and the JSON types they must have (None is allowed for all but spec).
+_META_TYPES = {"spec": (dict, list), "input_shape": list, "dtype": str, "preprocessing": dict,
+               "class_names": list, "epoch": int, "training": dict, "optimizer": dict, "rng": dict}
+
+
+def _check_meta_types(meta: Dict, path: str) -> None:
+    """One sentence naming the first entry of the description that has the wrong JSON type."""
+    for key, kinds in _META_TYPES.items():
+        value = meta.get(key)
+        if value is None and key != "spec":
+            continue
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+            expected = " or ".join({dict: "an object", list: "a list", str: "a string", int: "an integer"}[k]
+                                   for k in kinds)
+            raise ConvscopeError(f"{path}: the checkpoint's {key!r} must be {expected}, got "
+                                 f"{str(value)[:60]!r}; the file is damaged or was edited by hand")
+    if meta.get("dtype", "float32") not in ("float32", "float64"):
+        raise ConvscopeError(f"{path}: the checkpoint's dtype must be 'float32' or 'float64', got "
+                             f"{str(meta['dtype'])[:40]!r}; the file is damaged or was edited by hand")
+    names = meta.get("class_names")
+    if names is not None and not all(isinstance(n, str) for n in names):
+        raise ConvscopeError(f"{path}: the checkpoint's class_names must be strings, got "
+                             f"{str(names)[:60]}; the file is damaged or was edited by hand")
+
+
+def _check_sizes(model, shape: tuple, arrays: Dict[str, np.ndarray], path: str) -> None:
+    """Compare the values the spec needs with those the file holds BEFORE building, so an edited
+    spec (10**12 channels, a huge input) is an error instead of a petabyte allocation."""
+    from ..analysis import analyze
+
+    report = analyze(model, shape)
+    needed = report.total_params + report.total_buffers
+    held = sum(int(a.size) for k, a in arrays.items() if not k.startswith(OPTIM_PREFIX))
+    if needed > held:  # fewer values than needed is never loadable; names and shapes are checked later
+        raise ConvscopeError(f"its spec needs {needed:,} parameter and buffer values but the file holds "
+                             f"only {held:,}; the checkpoint is damaged or was edited by hand")
 
 
 def load_checkpoint(path) -> Checkpoint:
@@ -182,22 +226,30 @@ def load_checkpoint(path) -> Checkpoint:
     try:
         model = from_spec(meta["spec"])
         shape = tuple(int(s) for s in meta["input_shape"])
+        _check_sizes(model, shape, arrays, path)
         model.build(shape, seed=0, dtype=np.dtype(meta.get("dtype", "float32")))
         weights = {k: v for k, v in arrays.items() if not k.startswith(OPTIM_PREFIX)}
         model.load_state_dict(weights, strict=True)
         restore_generator_states(model, meta.get("rng") or {})
     except ConvscopeError as error:
         raise ConvscopeError(f"{path}: the checkpoint does not load: {error}") from None
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise ConvscopeError(f"{path}: the checkpoint's description is incomplete or damaged "
-                             f"({error})") from None
+                             f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+    except RecursionError:
+        raise ConvscopeError(f"{path}: the checkpoint's spec is nested too deeply to be a model") from None
     optimizer_state = None
     if meta.get("optimizer"):
         optimizer_state = dict(meta["optimizer"])
         optimizer_state["arrays"] = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items()
                                      if k.startswith(OPTIM_PREFIX)}
     prep = meta.get("preprocessing")
+    if prep is not None:
+        try:
+            prep = prep_mod.validate(prep)
+        except ConvscopeError as error:
+            raise ConvscopeError(f"{path}: {error}") from None
     return Checkpoint(path=path, model=model, spec=meta["spec"], input_shape=shape,
-                      preprocessing=prep_mod.validate(prep) if prep is not None else None,
+                      preprocessing=prep,
                       class_names=meta.get("class_names"), epoch=meta.get("epoch"),
                       optimizer_state=optimizer_state, meta=meta)

@@ -84,6 +84,10 @@ def _split_counts(n: int, fraction: float) -> int:
     return min(n - 1, max(1, int(round(n * fraction))))
 
 
+#: Labels are class indices; more classes than this (ImageNet-21k has 21,841) is a broken file.
+MAX_CLASSES = 100_000
+
+
 def from_arrays(x, y, class_names: Optional[Sequence[str]] = None, preprocessing: Optional[Dict] = None,
                 name: str = "arrays", x_test=None, y_test=None, seed: int = 0,
                 test_fraction: float = 0.2, val_fraction: float = 0.1) -> Data:
@@ -99,6 +103,9 @@ def from_arrays(x, y, class_names: Optional[Sequence[str]] = None, preprocessing
                                  f"images are {format_shape(x.shape[1:])}; both parts must have one size")
     highest = int(max(y.max(), y_test.max() if y_test is not None and len(y_test) else 0))
     if class_names is None:
+        if highest >= MAX_CLASSES:  # one output per class: a stray huge label would eat all memory
+            raise ConvscopeError(f"{name}: labels go up to {highest:,}, i.e. that many classes; labels must "
+                                 f"be class indices 0..N-1 with N at most {MAX_CLASSES:,}")
         class_names = [str(i) for i in range(highest + 1)]
     class_names = [str(c) for c in class_names]
     if highest >= len(class_names):

@@ -153,12 +153,21 @@ def image_to_raw(image, prep: Dict) -> np.ndarray:
 
 def open_image(path) -> "object":
     """Open an image file with Pillow; a missing or unreadable file is one clear error."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = require_file(path, "image", "give image files (PNG or JPEG)")
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():
+            # Large photos are welcome ("any size"); Pillow's multi-line warning is not. Beyond
+            # Pillow's hard limit (DecompressionBombError) the image is refused below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
+    except Image.DecompressionBombError:
+        raise ConvscopeError(f"{path} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, too many to read "
+                             "safely; scale it down first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ConvscopeError(f"{path} is not a readable image (PNG or JPEG expected): {error}") from None
     return image

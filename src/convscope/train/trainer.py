@@ -281,36 +281,46 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
         start_epoch, partial = 0, None
         training.update(optimizer={"name": optimizer, "options": options}, schedule=sched.to_dict())
     else:
-        meta, arrays = saved
-        done = int(meta.get("epoch") or 0)
-        partial = meta["training"].get("partial")
-        if done >= epochs and not partial:
-            raise ConvscopeError(f"{os.path.join(out, LAST)} already has {done} epochs; ask for more, e.g. "
-                                 f"--epochs {done + 10}")
-        if model.built and np.dtype(model.dtype).name != meta.get("dtype", "float32"):
-            raise ConvscopeError("cannot resume: the model's dtype differs from the checkpoint's")
-        if not model.built:
-            model.build(data.input_shape, seed=seed, dtype=np.dtype(meta.get("dtype", "float32")))
-        weights = {k: v for k, v in arrays.items() if not k.startswith("optimizer:")}
         try:
-            model.load_state_dict(weights, strict=True)
-        except ConvscopeError as error:
-            raise ConvscopeError(f"cannot resume: {error}") from None
-        restore_generator_states(model, meta.get("rng") or {})
-        saved_training = meta["training"]
-        seed, batch_size = int(saved_training["seed"]), int(saved_training["batch_size"])
-        optim_info = saved_training["optimizer"]
-        opt = make_optimizer(optim_info["name"], model.parameters(), meta["optimizer"]["hyper"]["lr"],
-                             **optim_info["options"])
-        saved_slots = {k[len("optimizer:"):]: v for k, v in arrays.items() if k.startswith("optimizer:")}
-        opt.load_state_dict(dict(meta["optimizer"], arrays=saved_slots))
-        # A cosine schedule spans the run: asking for more epochs stretches the rest of the curve
-        # to the new end (with the same total, as after Ctrl-C, the rates are unchanged).
-        sched = Schedule.from_dict(dict(saved_training["schedule"], total_epochs=epochs))
-        history = list(saved_training.get("history", []))
-        start_epoch = done
-        training.update(seed=seed, batch_size=batch_size, optimizer=optim_info, schedule=sched.to_dict(),
-                        val_fraction=saved_training.get("val_fraction", val_fraction))
+            meta, arrays = saved
+            done = int(meta.get("epoch") or 0)
+            partial = meta["training"].get("partial")
+            if done >= epochs and not partial:
+                raise ConvscopeError(f"{os.path.join(out, LAST)} already has {done} epochs; ask for more, e.g. "
+                                     f"--epochs {done + 10}")
+            if model.built and np.dtype(model.dtype).name != meta.get("dtype", "float32"):
+                raise ConvscopeError("cannot resume: the model's dtype differs from the checkpoint's")
+            if not model.built:
+                model.build(data.input_shape, seed=seed, dtype=np.dtype(meta.get("dtype", "float32")))
+            weights = {k: v for k, v in arrays.items() if not k.startswith("optimizer:")}
+            try:
+                model.load_state_dict(weights, strict=True)
+            except ConvscopeError as error:
+                raise ConvscopeError(f"cannot resume: {error}") from None
+            restore_generator_states(model, meta.get("rng") or {})
+            saved_training = meta["training"]
+            seed, batch_size = int(saved_training["seed"]), int(saved_training["batch_size"])
+            optim_info = saved_training["optimizer"]
+            opt = make_optimizer(optim_info["name"], model.parameters(), meta["optimizer"]["hyper"]["lr"],
+                                 **optim_info["options"])
+            saved_slots = {k[len("optimizer:"):]: v for k, v in arrays.items() if k.startswith("optimizer:")}
+            opt.load_state_dict(dict(meta["optimizer"], arrays=saved_slots))
+            # A cosine schedule spans the run: asking for more epochs stretches the rest of the curve
+            # to the new end (with the same total, as after Ctrl-C, the rates are unchanged).
+            sched = Schedule.from_dict(dict(saved_training["schedule"], total_epochs=epochs))
+            history = list(saved_training.get("history", []))
+            start_epoch = done
+            training.update(seed=seed, batch_size=batch_size, optimizer=optim_info, schedule=sched.to_dict(),
+                            val_fraction=saved_training.get("val_fraction", val_fraction))
+            _best_so_far(history)  # every row must be readable now, not after an epoch of work
+            if partial is not None:
+                [float(partial[k]) for k in ("batch", "loss_sum", "correct", "seen", "seconds")]
+        except ConvscopeError:  # already one clear sentence (and a ValueError, so caught first)
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise ConvscopeError(f"cannot resume: the training record in {os.path.join(out, LAST)} is damaged "
+                                 f"({type(error).__name__}: {str(error)[:80]}); use --overwrite to start over "
+                                 "or another --out") from None
 
     prep = data.preprocessing
     x_train = prep_mod.normalize(data.train.x, prep, dtype=model.dtype)
@@ -334,7 +344,9 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
         else:
             save_checkpoint(os.path.join(out, LAST), model, optimizer=opt, **common)
 
-    with _InterruptFlag() as interrupt:
+    # Overflow on the way to a NaN loss is caught below as one clear message; NumPy's warnings
+    # (several lines each, naming library source files) would only bury it.
+    with _InterruptFlag() as interrupt, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             for epoch in range(start_epoch, epochs):
                 opt.lr = sched.lr(epoch)
@@ -425,5 +437,6 @@ def _diverged_message(loss: float, epoch: int, batch: int, batches: int, lr: flo
         kept = "no epoch had finished, so nothing was saved"
     else:
         kept = "the model keeps its last good weights"
+    lower = lr / 10 if math.isfinite(lr) else 0.001  # a huge --lr can overflow in the schedule
     return (f"the loss became {what} at epoch {epoch + 1}, batch {batch + 1} of {batches}: the learning rate "
-            f"{lr:g} is probably too high, try a lower one such as --lr {lr / 10:g}; {kept}")
+            f"{lr:g} is probably too high, try a lower one such as --lr {lower:g}; {kept}")

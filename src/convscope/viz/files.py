@@ -7,6 +7,9 @@ from ..errors import ConvscopeError
 
 
 def _check_folder(path: str) -> str:
+    if os.path.isdir(path):
+        raise ConvscopeError(f"cannot write {path}: it is a folder; give a file name such as "
+                             f"{os.path.join(path, 'picture' + os.path.splitext(path)[1])}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConvscopeError(f"cannot write {path}: the folder {directory} does not exist; create it first")
@@ -17,9 +20,13 @@ def write_text(path: str, text: str) -> None:
     """Write text atomically (temporary file, then rename)."""
     _check_folder(path)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def save_figure(fig, path: str) -> None:
