@@ -43,9 +43,8 @@ it; ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with a
 ``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers,
 ``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
 layers with groups = C_in = C_out (k_h·k_w vectorised multiply-adds: one filter per channel
-leaves no GEMM worth doing), ``"space_to_depth"`` for strided layers whose kernel pads to
-a multiple of the stride cheaply (the s×s input phases become channels, leaving a stride-1
-layer for the other paths), and im2col otherwise. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
+leaves no GEMM worth doing), and im2col otherwise. ``"space_to_depth"`` (forced only)
+rewrites a strided layer as a stride-1 one over the s×s input phases. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
 :func:`conv1d_backward`).
 Arrays keep their dtype: float32 in, float32 out.
 """
@@ -115,8 +114,6 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
     if path in ("auto", "fast"):
         if depthwise:
             return "depthwise"
-        if s2d and _space_to_depth_overhead(kernel, stride) <= SPACE_TO_DEPTH_MAX_OVERHEAD:
-            return "space_to_depth"
         if exact_winograd and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
             return "winograd"
         if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1 and not any(map(any, pads)):
@@ -138,18 +135,11 @@ SHIFTED_MAX_WIDTH_RATIO = 1.5
 SHIFTED_MIN_DEPTH = 64
 
 
-#: Space-to-depth pads each kernel axis up to a multiple of the stride; it is chosen when the
-#: extra multiplications stay below this factor (AlexNet's 11×11/4: (12/11)² = 1.19).
-SPACE_TO_DEPTH_MAX_OVERHEAD = 1.25
-
-
+#: Space-to-depth is not chosen by "auto": on AlexNet's conv1 (11×11/4) it measured no
+#: faster than im2col on this project's 2-core benchmark machine and used more memory
+#: (its regrouped copies of input and filters). Force it with path="space_to_depth".
 def space_to_depth_applies(kernel, stride, dilation, groups) -> bool:
     return max(stride) > 1 and tuple(dilation) == (1, 1) and groups == 1
-
-
-def _space_to_depth_overhead(kernel, stride) -> float:
-    padded = [-(-k // s) * s for k, s in zip(kernel, stride)]
-    return (padded[0] * padded[1]) / (kernel[0] * kernel[1])
 
 
 def shifted_applies(kernel, stride, dilation, pads, width: int) -> bool:
