@@ -155,3 +155,24 @@ def test_space_to_depth_is_forced_only():
     assert choose_path("space_to_depth", (11, 11), (4, 4), (1, 1), 1, pads, 3, 64, 224) == "space_to_depth"
     with pytest.raises(Exception, match="stride > 1"):
         choose_path("space_to_depth", (3, 3), (1, 1), (1, 1), 1, pads, 3, 64, 224)
+
+
+@pytest.mark.parametrize("default", ["winograd", "shifted", "pointwise", "depthwise", "space_to_depth"])
+def test_a_special_default_falls_back_for_layers_it_cannot_compute(default):
+    """set_default_path("space_to_depth") once broke every layer (its inner stride-1 call
+    inherited the default). A default applies where it can and falls back to auto elsewhere;
+    the numbers never change."""
+    import convscope as cs
+    from convscope.ops import conv as conv_ops
+    model = cs.parse_text("conv2d(16, 3, padding=1) -> conv2d(16, 5, stride=2) -> conv2d(16, 1) -> "
+                          "conv2d(16, 3, groups=16) -> flatten -> linear(3)", input_shape=(3, 15, 15))
+    model.build(seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 3, 15, 15))
+    expected = model.forward(x)
+    old = conv_ops.get_default_path()
+    conv_ops.set_default_path(default)
+    try:
+        np.testing.assert_allclose(model.forward(x, train=True), expected, rtol=1e-10, atol=1e-10)
+        model.backward(np.ones((2, 3)))
+    finally:
+        conv_ops.set_default_path(old)

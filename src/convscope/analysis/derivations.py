@@ -300,7 +300,7 @@ def _field_line(row) -> Optional[str]:
         f = row.field
         if f.is_global:
             return "receptive field: the whole input"
-        return (f"receptive field: union of the branches = {'×'.join(map(str, f.size))}, "
+        return (f"receptive field: union of the branches = {format_shape(f.size)}, "
                 f"start {list(f.start)}, stride {list(f.jump)}")
     if isinstance(row.window, str) or (row.field.is_global and row.field_in is not None
                                        and not row.field_in.is_global):

@@ -35,7 +35,7 @@ def _field_cell(field) -> str:
         return "all"
     if not field.size:
         return "—"
-    return f"{'×'.join(map(str, field.size))} s{'×'.join(map(str, sorted(set(field.jump))))}"
+    return f"{format_shape(field.size)} s{format_shape(sorted(set(field.jump)))}"
 
 
 def _cells(row) -> List[str]:

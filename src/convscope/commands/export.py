@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConvscopeError
+from ..files import require_output_path
 
 FORMATS = {".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
 
@@ -41,7 +42,7 @@ def export_pt(model, output: str, source: str) -> str:
     from ..interop.codegen import module_source
     from ..interop.optional import require
     from ..interop.torch_export import check_built, describe, torch_state_dict
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
 
     torch = require("torch", "export to .pt")
     check_built(model, "export")
@@ -66,12 +67,7 @@ def run(args) -> int:
 
     output = args.output
     kind = _format_of(output)
-    if os.path.isdir(output):
-        raise ConvscopeError(f"cannot write {output}: it is a folder; give a file name such as "
-                             f"{os.path.join(output, 'net' + os.path.splitext(output)[1])}")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise ConvscopeError(f"cannot write {output}: the folder {folder} does not exist; create it first")
+    require_output_path(output, "net")
     model = load_checkpoint(args.checkpoint).model
     console = Console(highlight=False, soft_wrap=True)
     if kind == "onnx":

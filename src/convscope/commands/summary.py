@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import ConvscopeError
+from ..errors import ConvscopeError, format_shape
 
 
 def register(subparsers) -> None:
@@ -44,7 +44,7 @@ def run(args) -> int:
         report = analyze(found.model, found.input_shape)
     except RecursionError:
         raise ConvscopeError(f"{found.label}: containers are nested too deeply to analyse") from None
-    title = f"{found.label} on {'×'.join(map(str, report.input))}"
+    title = f"{found.label} on {format_shape(report.input)}"
     if args.format == "json":
         sys.stdout.write(to_json(report, explain=args.explain) + "\n")
     elif args.format == "markdown":

@@ -295,7 +295,7 @@ def to_onnx(model: Layer, path) -> str:
     if os.path.isdir(path):
         raise ConvscopeError(f"cannot write {path}: it is a folder; give a file name such as "
                              f"{os.path.join(path, 'net.onnx')}")
-    from ..train.checkpoint import atomic_write  # temporary file and rename: never half a model
+    from ..files import atomic_write  # temporary file and rename: never half a model
 
     atomic_write(path, lambda handle: onnx.save(proto, handle))
     return path

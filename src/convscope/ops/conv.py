@@ -65,9 +65,11 @@ from .workspace import workspace
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "set_default_path", "get_default_path", "PATHS"]
 
-#: "auto" picks per call: Winograd for stride-1 3×3 layers wide enough to profit, a direct
-#: GEMM for 1×1 layers, im2col + GEMM otherwise. "fast" is a synonym of "auto".
-PATHS = ("auto", "fast", "im2col", "shifted", "depthwise", "space_to_depth", "winograd", "reference")
+#: Every path. "auto" (alias "fast") picks per layer: depthwise multiply-adds for
+#: groups = C_in = C_out, Winograd for wide stride-1 3×3 layers, a plain GEMM for 1×1
+#: ("pointwise"), shifted im2col for deep stride-1 windows, im2col otherwise.
+PATHS = ("auto", "fast", "im2col", "shifted", "pointwise", "depthwise", "space_to_depth", "winograd",
+         "reference")
 _default_path = "auto"
 
 #: Winograd's transforms cost memory passes that only pay off with enough channels to share
@@ -76,9 +78,12 @@ WINOGRAD_MIN_CHANNELS = 16
 
 
 def set_default_path(path: str) -> None:
-    """Choose the path used when an op is called with ``path=None`` (layers always use it):
-    ``"auto"`` (default), ``"im2col"``, ``"winograd"`` (stride-1 3×3 layers only) or
-    ``"reference"`` (explicit loops)."""
+    """Choose the path used when an op is called with ``path=None`` (layers always are).
+
+    A special-purpose default ("winograd", "shifted", "pointwise", "depthwise",
+    "space_to_depth") applies to the layers it can compute; the others fall back to
+    "auto". "im2col" and "reference" apply to every layer.
+    """
     global _default_path
     if path not in PATHS:
         raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
@@ -90,41 +95,53 @@ def get_default_path() -> str:
     return _default_path
 
 
+def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int):
+    """Why ``path`` cannot compute this layer exactly (None when it can)."""
+    if path == "winograd" and not (winograd.applies(kernel, stride, dilation, groups)
+                                   and max(max(p) for p in pads) <= 2):
+        return "a 3×3 kernel, stride 1, dilation 1, groups 1 and padding at most 2"
+    if path == "depthwise" and not (groups == c_in == c_out and groups > 1):
+        return "groups == in_channels == out_channels"
+    if path == "space_to_depth" and not space_to_depth_applies(stride, dilation, groups):
+        return "stride > 1, dilation 1 and groups 1"
+    if path == "shifted" and (tuple(stride) != (1, 1) or groups != 1):
+        return "stride 1 and groups 1"
+    if path == "pointwise" and not (tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1
+                                    and not any(map(any, pads))):
+        return "a 1×1 kernel, stride 1, groups 1 and no padding"
+    return None
+
+
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
                 width: Optional[int] = None) -> str:
     """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
-    "winograd" or "reference") a call takes."""
+    "winograd" or "reference") a call takes.
+
+    A path asked for by this call must apply (else an error says what it needs); the module
+    default falls back to "auto" for layers it cannot compute.
+    """
+    explicit = path is not None
     path = _default_path if path is None else path
     if path not in PATHS:
         raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
-    exact_winograd = winograd.applies(kernel, stride, dilation, groups) and max(max(p) for p in pads) <= 2
-    if path == "winograd":
-        if not exact_winograd:
-            raise ConvscopeError("the winograd path needs a 3×3 kernel, stride 1, dilation 1, groups 1 and "
-                                 "padding at most 2; use path 'auto' for this layer")
+    needs = _unavailable(path, kernel, stride, dilation, groups, pads, c_in, c_out)
+    if needs is not None:
+        if explicit:
+            raise ConvscopeError(f"the {path} path needs {needs}; use path 'auto' for this layer")
+        path = "auto"
+    if path not in ("auto", "fast"):
+        return path
+    if groups == c_in == c_out and groups > 1:
+        return "depthwise"
+    if _unavailable("winograd", kernel, stride, dilation, groups, pads, c_in, c_out) is None \
+            and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
         return "winograd"
-    depthwise = groups == c_in == c_out and groups > 1
-    if path == "depthwise" and not depthwise:
-        raise ConvscopeError("the depthwise path needs groups == in_channels == out_channels; "
-                             "use path 'auto' for this layer")
-    s2d = space_to_depth_applies(kernel, stride, dilation, groups)
-    if path == "space_to_depth" and not s2d:
-        raise ConvscopeError("the space_to_depth path needs stride > 1, dilation 1 and groups 1; "
-                             "use path 'auto' for this layer")
-    if path in ("auto", "fast"):
-        if depthwise:
-            return "depthwise"
-        if exact_winograd and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
-            return "winograd"
-        if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1 and not any(map(any, pads)):
-            return "pointwise"
-        if groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
-                and shifted_applies(kernel, stride, dilation, pads, width):
-            return "shifted"
-        return "im2col"
-    if path == "shifted" and (tuple(stride) != (1, 1) or groups != 1):
-        raise ConvscopeError("the shifted path needs stride 1 and groups 1; use path 'auto' for this layer")
-    return path
+    if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
+        return "pointwise"
+    if groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
+            and shifted_applies(kernel, stride, dilation, pads, width):
+        return "shifted"
+    return "im2col"
 
 
 #: The shifted path computes W_p instead of W_out columns per row; past this ratio the
@@ -134,11 +151,12 @@ SHIFTED_MAX_WIDTH_RATIO = 1.5
 #: this many values (C_in·k_h·k_w; measured: LeNet's 6·5·5 wins, 1·5·5 and 3·3·3 lose).
 SHIFTED_MIN_DEPTH = 64
 
-
 #: Space-to-depth is not chosen by "auto": on AlexNet's conv1 (11×11/4) it measured no
 #: faster than im2col on this project's 2-core benchmark machine and used more memory
 #: (its regrouped copies of input and filters). Force it with path="space_to_depth".
-def space_to_depth_applies(kernel, stride, dilation, groups) -> bool:
+
+
+def space_to_depth_applies(stride, dilation, groups) -> bool:
     return max(stride) > 1 and tuple(dilation) == (1, 1) and groups == 1
 
 
@@ -163,7 +181,9 @@ class ConvCache:
     pads: Tuple[Tuple[int, int], Tuple[int, int]]
     dilation: Tuple[int, int]
     groups: int
-    data: object  # im2col: cols (N, G, K, P); pointwise: x; winograd: its cache; reference: xpad
+    # im2col: cols (N, G, K, P); shifted: (cols, padded shape); pointwise: x; depthwise and
+    # reference: xpad; winograd: its own cache; space_to_depth: (inner cache, shapes).
+    data: object
 
 
 # ----- argument handling ----------------------------------------------------------------------
@@ -237,8 +257,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     ``padding`` is an int, ``(p_h, p_w)`` or ``((top, bottom), (left, right))``. Returns
     ``(y, cache)`` with y of shape (N, C_out, H_out, W_out); pass ``cache`` to
     :func:`conv2d_backward`. ``buffers``, a dict the caller keeps (a layer keeps one), lets
-    the im2col path reuse its column matrix across calls of the same shape instead of
-    allocating it anew each time.
+    the im2col and shifted paths reuse their column matrix across calls of the same shape
+    instead of allocating it anew each time.
     """
     x, w = np.asarray(x), np.asarray(w)
     b = None if b is None else np.asarray(b)
@@ -278,9 +298,9 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
     when the forward pass had no bias, dx is None when ``need_dx`` is False (the fast
     paths then skip the whole dcols/col2im half of the work)."""
     dy = np.asarray(dy)
-    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if cache.path == "winograd":
         return winograd.conv3x3_backward(dy, cache.data, need_dx=need_dx)
+    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     if cache.path == "im2col":
         dx, dw = _backward_fast(dy, cache, need_dx)
     elif cache.path == "pointwise":
@@ -510,7 +530,7 @@ def _forward_space_to_depth(x, w, pads, stride, out):
     wpad[:, :, :k_h, :k_w] = w
     wsd = np.ascontiguousarray(wpad.reshape(k_out, c, kh2, s_h, kw2, s_w).transpose(0, 1, 3, 5, 2, 4)
                                ).reshape(k_out, c * s_h * s_w, kh2, kw2)
-    y_full, inner = conv2d_forward(xs, wsd, None, 1, 0, 1, 1)
+    y_full, inner = conv2d_forward(xs, wsd, None, 1, 0, 1, 1, path="auto")
     y = y_full if y_full.shape[2:] == tuple(out) else np.ascontiguousarray(y_full[:, :, :out[0], :out[1]])
     return y, (inner, y_full.shape, ext.shape)
 

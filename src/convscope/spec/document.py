@@ -11,9 +11,6 @@ from ..layers.base import Layer, _check_shape
 from ..layers.containers import Concat, Residual, Sequential
 from ..layers.registry import LAYER_TYPES
 
-#: Keys that hold nested layer lists rather than constructor values.
-_NESTED = {"sequential": ("layers",), "concat": ("branches",), "residual": ("body", "shortcut")}
-
 
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

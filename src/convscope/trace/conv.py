@@ -70,7 +70,7 @@ class _Names:
         return index("dx", ((c,) if self.x_has_c else ()) + tuple(t))
 
 
-def _layout(ndim: int, x, w, b, dy):
+def _layout(ndim: int, x, w, b):
     x = parse_values(x, "--x")
     w = parse_values(w, "--w")
     kind = f"conv{ndim}d"
@@ -141,7 +141,7 @@ def _position_formula(ndim, s, d, pads) -> str:
 
 def _trace_conv(ndim, x, w, b, dy, stride, padding, dilation) -> Trace:
     kind = f"conv{ndim}d"
-    x_full, w_full, bias, names = _layout(ndim, x, w, b, dy)
+    x_full, w_full, bias, names = _layout(ndim, x, w, b)
     c_in, n = x_full.shape[0], x_full.shape[1:]
     c_out, k = w_full.shape[0], w_full.shape[2:]
     s = as_tuple(stride, ndim, "--stride")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -30,7 +29,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import ConvscopeError
-from ..files import require_file
+from ..files import atomic_write, require_file
 from . import preprocessing as prep_mod
 
 META_KEY = "__convscope__"
@@ -113,30 +112,6 @@ def save_checkpoint(path, model, *, input_shape=None, preprocessing: Optional[Di
     return path
 
 
-def atomic_write(path: str, write, mode: str = "wb") -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, flush it to disk, then rename
-    it over ``path``; on any exception (Ctrl-C included) the temporary file is removed and
-    ``path`` keeps its previous content."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(mode, dir=folder, prefix=f".{os.path.basename(path)}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # NamedTemporaryFile creates files readable by the owner only; give the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-        raise
-
-
 def read_checkpoint(path) -> tuple:
     """(meta dict, {name: array}) of a checkpoint file, validated; no model is built."""
     path = require_file(path, "checkpoint", f"give the checkpoint file inside it, e.g. {os.fspath(path)}/model.npz")
@@ -204,7 +179,7 @@ def _check_meta_types(meta: Dict, path: str) -> None:
                              f"{str(names)[:60]}; the file is damaged or was edited by hand")
 
 
-def _check_sizes(model, shape: tuple, arrays: Dict[str, np.ndarray], path: str) -> None:
+def _check_sizes(model, shape: tuple, arrays: Dict[str, np.ndarray]) -> None:
     """Compare the values the spec needs with those the file holds BEFORE building, so an edited
     spec (10**12 channels, a huge input) is an error instead of a petabyte allocation."""
     from ..analysis import analyze
@@ -226,7 +201,7 @@ def load_checkpoint(path) -> Checkpoint:
     try:
         model = from_spec(meta["spec"])
         shape = tuple(int(s) for s in meta["input_shape"])
-        _check_sizes(model, shape, arrays, path)
+        _check_sizes(model, shape, arrays)
         model.build(shape, seed=0, dtype=np.dtype(meta.get("dtype", "float32")))
         weights = {k: v for k, v in arrays.items() if not k.startswith(OPTIM_PREFIX)}
         model.load_state_dict(weights, strict=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConvscopeError
+from ..ops.activations import softmax as _softmax
 
 
 def predictions(logits) -> np.ndarray:
@@ -49,8 +50,6 @@ def confusion_matrix(labels, predicted, num_classes: int) -> np.ndarray:
 
 
 def softmax(logits) -> np.ndarray:
-    """Row-wise softmax in float64, shifted by the row maximum so exp never overflows."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Row-wise softmax in float64 (:func:`convscope.ops.activations.softmax`: shifted by the
+    row maximum so exp never overflows)."""
+    return _softmax(np.asarray(logits, dtype=np.float64), axis=1)

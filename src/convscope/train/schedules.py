@@ -7,8 +7,9 @@ used during epoch e. Equal to PyTorch's schedulers stepped once per epoch:
 
 constant              lr(e) = η₀
 step (StepLR)         lr(e) = η₀ · γ^⌊e / s⌋
-cosine (CosineAnnealingLR, T = total epochs, η_min the floor)
-                      lr(e) = η_min + (η₀ − η_min) · (1 + cos(π·e / T)) / 2
+cosine (CosineAnnealingLR, T = total epochs − warm-up epochs, η_min the floor)
+                      lr(e) = η_min + (η₀ − η_min) · (1 + cos(π·min(e, T) / T)) / 2
+                      (held at η_min after T, where PyTorch's would rise again)
 warm-up (LinearLR from factor f₀ for w epochs, then the schedule above shifted by w, as
 SequentialLR([LinearLR(f₀, 1, w), schedule], milestones=[w]))
                       lr(e) = η₀ · (f₀ + (1 − f₀)·e / w)      for e < w

@@ -38,10 +38,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import ConvscopeError, format_shape
+from ..files import atomic_write
 from ..layers.base import Layer
 from ..layers.containers import Sequential
 from . import preprocessing as prep_mod
-from .checkpoint import atomic_write, read_checkpoint, restore_generator_states, save_checkpoint
+from .checkpoint import OPTIM_PREFIX, read_checkpoint, restore_generator_states, save_checkpoint
 from .data import Data, batch_indices, from_arrays, load_data
 from .metrics import accuracy as accuracy_of
 from .optim import OPTIMIZERS, make_optimizer
@@ -292,7 +293,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
                 raise ConvscopeError("cannot resume: the model's dtype differs from the checkpoint's")
             if not model.built:
                 model.build(data.input_shape, seed=seed, dtype=np.dtype(meta.get("dtype", "float32")))
-            weights = {k: v for k, v in arrays.items() if not k.startswith("optimizer:")}
+            weights = {k: v for k, v in arrays.items() if not k.startswith(OPTIM_PREFIX)}
             try:
                 model.load_state_dict(weights, strict=True)
             except ConvscopeError as error:
@@ -303,7 +304,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
             optim_info = saved_training["optimizer"]
             opt = make_optimizer(optim_info["name"], model.parameters(), meta["optimizer"]["hyper"]["lr"],
                                  **optim_info["options"])
-            saved_slots = {k[len("optimizer:"):]: v for k, v in arrays.items() if k.startswith("optimizer:")}
+            saved_slots = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
             opt.load_state_dict(dict(meta["optimizer"], arrays=saved_slots))
             # A cosine schedule spans the run: asking for more epochs stretches the rest of the curve
             # to the new end (with the same total, as after Ctrl-C, the rates are unchanged).

@@ -1,6 +1,6 @@
 """Learned filters: the kernels of one convolution layer as a grid of small images.
 
-Notation: a conv weight has shape ``(C_out, C_in, k_h, k_w)`` (conv1d: ``(C_out, C_in, k)``,
+Notation: a conv weight has shape ``(C_out, C_in/G, k_h, k_w)`` (conv1d: ``(C_out, C_in/G, k)``,
 drawn with k_h = 1). With one input channel (the first layer of a grayscale net) each filter
 is one tile, laid out in a near-square grid. With several input channels every filter is a
 row of per-input-channel slices: row = output channel, column = input channel.

@@ -6,8 +6,6 @@ from typing import List, Tuple
 from ..errors import ConvscopeError
 from ..layers.base import Layer
 
-CONV_TYPES = ("conv1d", "conv2d", "locally_connected2d")
-
 
 def model_of(source) -> Layer:
     """A built model from a model or a loaded checkpoint (anything with ``.model``)."""
