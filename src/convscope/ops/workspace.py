@@ -7,7 +7,9 @@ allocated once per (name, shape, dtype) and reused. Buffers are scratch: an op m
 return one to its caller or keep one in a cache past the next call with the same name.
 
 The pool keeps at most :data:`MAX_BYTES` alive, dropping the least recently used buffers
-first, so a deep network with many distinct shapes cannot hoard memory.
+first, so a deep network with many distinct shapes cannot hoard memory. It is one pool per
+process and not locked: run models in separate processes, not in threads of one process
+(BLAS already uses the cores).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Winograd F(2×2, 3×3) against PyTorch's direct convolution, float64.
+"""The exact fast paths of convolution (ops/conv.py, ops/winograd.py) against PyTorch.
 
-The transform is exact in exact arithmetic, so forward, dx, dw and db must agree with
-torch.nn.functional.conv2d to rounding (1e-9), for odd sizes, asymmetric padding and
-padding 0..2 (the backward pass then pads dy by 2 − p, including 0).
+Winograd F(2×2, 3×3) is exact in exact arithmetic, so forward, dx, dw and db must agree
+with torch.nn.functional.conv2d to rounding (1e-9) in float64, for odd sizes, asymmetric
+padding and padding 0..2 (its backward pads dy by 2 − p, including 0). The depthwise and
+space-to-depth paths likewise; and "auto" must choose each path where it is exact.
 """
 import numpy as np
 import pytest
