@@ -25,7 +25,7 @@ from ..errors import ConvscopeError, format_shape
 from ..shapes import as_tuple, conv_output_size, resolve_padding
 from . import engine
 from .result import Trace
-from .values import MINUS, factor, index, join_sum, number, parse_values
+from .values import MINUS, factor, index, join_sum, number, parse_bias, parse_values
 
 _AXES = {1: ("L",), 2: ("H", "W")}
 _OFFSETS = {1: ("a",), 2: ("u", "v")}  # not "b": that is the bias
@@ -99,13 +99,7 @@ def _layout(ndim: int, x, w, b):
         raise ConvscopeError(f"{kind}: --w must have shape {kernel} or C_out×C_in×{kernel}, got "
                              f"{format_shape(w.shape)}")
     c_out = w_full.shape[0]
-    bias = None
-    if b is not None:
-        bias = parse_values(b, "--b").reshape(-1)
-        if bias.size != c_out:
-            raise ConvscopeError(f"{kind}: --b has {bias.size} values but there "
-                                 f"{'is 1 filter' if c_out == 1 else f'are {c_out} filters'}; "
-                                 f"give one bias per filter ({c_out})")
+    bias = parse_bias(b, c_out, kind, "filter")
     return x_full, w_full, bias, _Names(x_has_c, w_full_given)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ConvscopeError, format_shape
 from . import engine
 from .result import Trace
-from .values import factor, index, join_sum, number, parse_values
+from .values import factor, index, join_sum, number, parse_bias, parse_values
 
 
 def trace_linear(x, w, b=None, dy=None) -> Trace:
@@ -34,12 +34,7 @@ def trace_linear(x, w, b=None, dy=None) -> Trace:
         raise ConvscopeError(f"{kind}: --w must have shape n_out×{n_in} (one row of {n_in} weights per "
                              f"output, as --x has {n_in} values), got {format_shape(w.shape)}")
     n_out = w.shape[0]
-    bias = None
-    if b is not None:
-        bias = parse_values(b, "--b").reshape(-1)
-        if bias.size != n_out:
-            raise ConvscopeError(f"{kind}: --b has {bias.size} value(s) but --w has {n_out} row(s), one per output; "
-                                 f"give {n_out} bias value(s)")
+    bias = parse_bias(b, n_out, kind, "output")
     dy_full = None
     if dy is not None:
         dy_full = parse_values(dy, "--dy").reshape(-1)

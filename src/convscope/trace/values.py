@@ -54,6 +54,19 @@ def parse_values(text, name: str) -> np.ndarray:
     return np.array(_flat_numbers(source, name, text), dtype=np.float64)
 
 
+def parse_bias(text, count: int, kind: str, per: str) -> Optional[np.ndarray]:
+    """``--b`` as a flat array of ``count`` values (None when not given); ``per`` names what
+    each bias belongs to in the error ("filter", "output")."""
+    if text is None:
+        return None
+    bias = parse_values(text, "--b").reshape(-1)
+    if bias.size != count:
+        values = f"{bias.size} value" + ("" if bias.size == 1 else "s")
+        owners = f"is 1 {per}" if count == 1 else f"are {count} {per}s"
+        raise ConvscopeError(f"{kind}: --b has {values} but there {owners}; give one bias per {per} ({count})")
+    return bias
+
+
 def _flat_numbers(source: str, name: str, text: str):
     values = []
     for part in source.split(","):
