@@ -44,6 +44,13 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.npz")
     parser.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--engine", choices=("convscope", "torch"), default="convscope",
+                        help="who does the arithmetic: convscope (NumPy, default) or torch (PyTorch; under "
+                             "torchrun: DistributedDataParallel); everything else is the same")
+    parser.add_argument("--device", default=None,
+                        help="with --engine torch: cpu, cuda or cuda:N (default cuda when available)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="parameter and arithmetic precision of a new run (default float32)")
     parser.set_defaults(handler=run)
 
 
@@ -53,6 +60,23 @@ def _default_out(data: str) -> str:
 
 
 def run(args) -> int:
+    from ..errors import ConvscopeError
+    from ..train.distributed import PeerLost, detect
+
+    world = detect()
+    if world is not None and args.engine != "torch":
+        raise ConvscopeError("under torchrun (WORLD_SIZE is set) convscope train needs --engine torch")
+    try:
+        return _train(args, world)
+    except ConvscopeError as error:
+        if world is not None and not world.is_main and not isinstance(error, PeerLost):
+            return 2  # every rank meets the same error; rank 0 says it once
+        raise
+
+
+def _train(args, world) -> int:
+    import numpy as np
+
     from ..errors import ConvscopeError
     from ..train import load_data, preprocessing
     from ..train.checkpoint import load_checkpoint
@@ -73,10 +97,14 @@ def run(args) -> int:
                      optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
                      weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
                      seed=args.seed, out=out, resume=args.resume, overwrite=args.overwrite,
-                     progress=not args.quiet)
+                     progress=not args.quiet, engine=args.engine, device=args.device,
+                     dtype=np.dtype(args.dtype))
     except TrainingInterrupted as stop:
-        print(f"convscope: {stop}", file=sys.stderr)
+        if world is None or world.is_main:
+            print(f"convscope: {stop}", file=sys.stderr)
         return 130
+    if world is not None and not world.is_main:
+        return 0
     best = load_checkpoint(os.path.join(out, BEST))
     x_test = preprocessing.normalize(data.test.x, best.preprocessing, dtype=best.model.dtype)
     _, test_accuracy, _ = evaluate_arrays(best.model, x_test, data.test.y)

@@ -3,8 +3,9 @@
 :func:`convscope.train.fit` does everything else (checks, restore, data order, schedules,
 progress, checkpoints, Ctrl-C and NaN handling) and asks an engine only to
 
-* ``forward(idx) -> (loss, correct)``: forward pass in training mode on the training
-  samples ``idx`` (one batch of the epoch's global order), the batch's mean cross-entropy
+* ``forward(idx, position) -> (loss, correct)``: forward pass in training mode on the training
+  samples ``idx`` (one batch of the epoch's global order; ``position`` = (seed, epoch, batch)
+  for engines that seed per step), the batch's mean cross-entropy
   ``L = mean_n −log softmax(z_n)[t_n]`` and the number of correct predictions,
 * ``step()``: backward pass of that loss and one optimizer step (called only when the loss
   was finite, so a NaN never reaches the weights),
@@ -40,7 +41,7 @@ class NumpyEngine:
     def lr(self, value: float) -> None:
         self.optimizer.lr = value
 
-    def forward(self, idx: np.ndarray):
+    def forward(self, idx: np.ndarray, position=None):
         from ..ops import losses  # looked up per call: tests poison it to provoke a NaN
 
         logits = self.model.forward(self.x_train[idx], train=True)

@@ -469,7 +469,7 @@ def _run_epoch(run: _Run, arithmetic, epoch: int, x_val, reporter, interrupt):
             raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, batch {b + 1} of "
                                       f"{len(batches)}; {note}")
         idx = batches[b]
-        loss, hits = arithmetic.forward(idx)
+        loss, hits = arithmetic.forward(idx, (run.training["seed"], epoch, b))
         if not math.isfinite(loss):
             reporter.close()
             raise TrainingDiverged(_diverged_message(loss, epoch, b, len(batches), arithmetic.lr, run.out,
