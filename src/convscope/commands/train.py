@@ -59,6 +59,20 @@ def _default_out(data: str) -> str:
     return os.path.join("runs", name)
 
 
+def _last_complete(out: str) -> str:
+    """Where the last complete epoch is saved (for the line a stopped distributed run prints)."""
+    from ..errors import ConvscopeError
+    from ..train.checkpoint import read_checkpoint
+    from ..train.trainer import LAST
+
+    path = os.path.join(out, LAST)
+    try:
+        meta, _ = read_checkpoint(path)
+    except ConvscopeError:
+        return "no epoch had finished, so nothing was saved"
+    return f"the last complete checkpoint, {path} (epoch {meta.get('epoch')}), is kept; continue with --resume"
+
+
 def run(args) -> int:
     from ..errors import ConvscopeError
     from ..train.distributed import PeerLost, detect
@@ -80,6 +94,7 @@ def _train(args, world) -> int:
     from ..errors import ConvscopeError
     from ..train import load_data, preprocessing
     from ..train.checkpoint import load_checkpoint
+    from ..train.distributed import PeerLost
     from ..train.trainer import BEST, TrainingInterrupted, evaluate_arrays, fit
 
     if args.epochs < 1:
@@ -99,6 +114,8 @@ def _train(args, world) -> int:
                      seed=args.seed, out=out, resume=args.resume, overwrite=args.overwrite,
                      progress=not args.quiet, engine=args.engine, device=args.device,
                      dtype=np.dtype(args.dtype))
+    except PeerLost as lost:
+        raise PeerLost(f"{lost}; {_last_complete(out)}") from None
     except TrainingInterrupted as stop:
         if world is None or world.is_main:
             print(f"convscope: {stop}", file=sys.stderr)

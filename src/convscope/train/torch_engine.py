@@ -153,6 +153,8 @@ class TorchEngine:
         self.has_dropout = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in self.module.modules())
         self.net = self.module
         if world is not None:
+            if device.startswith("cuda"):  # batch statistics over the global batch, as on one process
+                self.module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.module)
             parallel = torch.nn.parallel.DistributedDataParallel
             self.net = parallel(self.module, device_ids=[device] if device.startswith("cuda") else None)
         self._loss = None
