@@ -23,8 +23,12 @@ def register(subparsers) -> None:
                     "-o net.pt writes a PyTorch state dict and net.py, a module file that rebuilds the "
                     "network with PyTorch alone.")
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a convscope checkpoint (.npz)")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE",
-                        help="where to write: a .onnx or .pt (or .pth) file")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="where to write: a .onnx or .pt (or .pth) file; with --train-script a .py file "
+                             "or a folder (default train.py)")
+    parser.add_argument("--train-script", action="store_true",
+                        help="write a stand-alone train.py (PyTorch only, no convscope) reproducing the "
+                             "checkpoint's training, and its data and initial weights beside it (.npz)")
     parser.set_defaults(handler=run)
 
 
@@ -66,6 +70,10 @@ def run(args) -> int:
     from ..train.checkpoint import load_checkpoint
 
     output = args.output
+    if args.train_script:
+        return _train_script(args)
+    if output is None:
+        raise ConvscopeError("-o FILE is required: -o net.onnx or -o net.pt (or --train-script)")
     kind = _format_of(output)
     require_output_path(output, "net")
     model = load_checkpoint(args.checkpoint).model
@@ -78,4 +86,25 @@ def run(args) -> int:
         code_path = export_pt(model, output, args.checkpoint)
         console.print(f"wrote {output} (PyTorch state dict, {len(model.state_dict())} tensors) and {code_path} "
                       f"(module code: build_model(), load())")
+    return 0
+
+
+def _train_script(args) -> int:
+    """``--train-script``: train.py (or -o FILE.py, or -o DIR/train.py) and its arrays beside it."""
+    from ..interop.optional import require
+    from ..interop.train_script import write_train_script
+    from ..train.checkpoint import load_checkpoint
+
+    output = args.output or "train.py"
+    if os.path.isdir(output):
+        output = os.path.join(output, "train.py")
+    elif not output.endswith(".py"):
+        raise ConvscopeError(f"-o with --train-script is a .py file or an existing folder, got {output!r}; "
+                             "e.g. -o train.py")
+    require_output_path(output, "train")
+    require("torch", "export --train-script")  # the script is only useful with torch; say so now
+    checkpoint = load_checkpoint(args.checkpoint)
+    script, data = write_train_script(checkpoint, output, args.checkpoint)
+    print(f"wrote {script} (stand-alone PyTorch training: python {os.path.basename(script)}, or under "
+          f"torchrun) and {data} (data splits, initial and trained weights)")
     return 0
