@@ -246,3 +246,18 @@ def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, case):
     assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
     assert done.stderr.startswith("convscope: error: ")
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no GPU: torch.cuda.is_available() is False on this machine, so the CUDA "
+                           "accuracy check cannot run (it is never faked)")
+def test_digits_on_cuda_reaches_convscope_accuracy_within_half_a_point(digits, tmp_path):
+    """Same run (default CNN, Adam, cosine, 20 epochs, seed 0) on convscope's engine and on
+    cuda: the test accuracies of the best models differ by at most 0.5 points."""
+    accuracies = []
+    for engine, device in (("convscope", None), ("torch", "cuda")):
+        cs.train.fit(None, digits, epochs=20, out=tmp_path / engine, progress=False, engine=engine, device=device)
+        best = load_checkpoint(tmp_path / engine / "model.npz")
+        x = cs.train.preprocessing.normalize(digits.test.x, best.preprocessing, dtype=best.model.dtype)
+        accuracies.append(T.evaluate_arrays(best.model, x, digits.test.y)[1])
+    assert abs(accuracies[0] - accuracies[1]) <= 0.005, accuracies
