@@ -11,6 +11,9 @@ progress, checkpoints, Ctrl-C and NaN handling) and asks an engine only to
   was finite, so a NaN never reaches the weights),
 * ``lr``: the learning rate the next steps use (the trainer sets it from its schedule),
 * ``evaluate(x, y) -> (loss, accuracy)`` in inference mode,
+* ``stop_requested(flag) -> bool``: whether to stop before the next batch, given this
+  process's Ctrl-C flag (under torchrun: whether any process was interrupted, so that all
+  stop at the same batch),
 * ``sync()``: bring the convscope ``model`` and ``optimizer`` up to date (weights, buffers,
   optimizer state) before they are saved or returned.
 
@@ -58,6 +61,9 @@ class NumpyEngine:
 
         loss, accuracy, _ = evaluate_arrays(self.model, x, y)
         return loss, accuracy
+
+    def stop_requested(self, flag: bool) -> bool:
+        return flag
 
     def sync(self) -> None:
         """Nothing to do: the model and optimizer are the ones computing."""

@@ -204,10 +204,23 @@ class TorchEngine:
         self.optimizer.steps += 1
 
     def _lost(self, error: RuntimeError):
+        """One line instead of PyTorch's traceback: a lost peer under torchrun, else the failure
+        itself (e.g. CUDA out of memory)."""
         if self.world is None:
-            raise error
+            return ConvscopeError(f"PyTorch failed during a training step on {self.device}: "
+                                  f"{dist_mod._first_line(error)}")
         return dist_mod.PeerLost(f"another process of the distributed run stopped during a step "
                                  f"({dist_mod._first_line(error)})")
+
+    def stop_requested(self, flag: bool) -> bool:
+        """Ctrl-C reaches the processes at slightly different moments; they agree (one
+        all_reduce) so that every rank stops before the same batch."""
+        if self.world is None:
+            return flag
+        try:
+            return dist_mod.all_sum(self.torch, [float(flag)], self.device)[0] > 0
+        except RuntimeError as error:
+            raise self._lost(error) from None
 
     def evaluate(self, x: np.ndarray, y: np.ndarray):
         """(mean cross-entropy, accuracy) in inference mode; every rank evaluates the whole split

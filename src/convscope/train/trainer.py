@@ -457,7 +457,7 @@ def _run_epoch(run: _Run, arithmetic, epoch: int, x_val, reporter, interrupt):
     started = time.perf_counter()
     reporter.start_epoch(epoch + 1, len(batches))
     for b in range(first, len(batches)):
-        if interrupt.raised:
+        if arithmetic.stop_requested(interrupt.raised):
             reporter.close()
             state = {"batch": b, "loss_sum": loss_sum, "correct": correct, "seen": seen,
                      "seconds": spent + time.perf_counter() - started}
