@@ -101,6 +101,8 @@ def main(argv=None) -> int:
                 print(f"{case}: {result['error']}", file=sys.stderr)
                 return 1
             results[case].append(result["images_per_second"])
+            print(f"{case[0]} on {case[1]}: {result['images_per_second']:,.1f} images/s", file=sys.stderr,
+                  flush=True)
     print(f"ResNet-18, 3x32x32, batch {BATCH}, SGD step, {args.threads} threads, {args.steps} steps x "
           f"{args.repeats} repeats")
     print("| engine | device | images/s (median) | spread (min-max) |")

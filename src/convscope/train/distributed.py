@@ -113,11 +113,27 @@ def init(torch, world: World, device_type: str) -> None:
         except (RuntimeError, ValueError) as error:
             raise ConvscopeError(f"could not join the distributed run as rank {world.rank} of {world.size} "
                                  f"({backend}): {_first_line(error)}") from None
-    signal.signal(signal.SIGTERM, _terminated)
+    _state["previous"] = signal.signal(signal.SIGTERM, _terminated)
+    _state["stopping"] = False
+
+
+#: SIGTERM handling while in a process group: the handler that was there before, and whether
+#: this process is already stopping (torchrun may signal again while the one line is printed).
+_state = {"previous": None, "stopping": False}
 
 
 def _terminated(signum, frame):
+    if _state["stopping"]:
+        return  # already on the way out: let the one line be printed
+    _state["stopping"] = True
     raise PeerLost("stopped by torchrun because another process of the distributed run failed")
+
+
+def lost(detail: str) -> PeerLost:
+    """The error for a collective that failed because a peer went away; from now on a SIGTERM
+    from torchrun is ignored so this process can say so in one line and exit."""
+    _state["stopping"] = True
+    return PeerLost(f"another process of the distributed run stopped during a step ({detail})")
 
 
 def all_sum(torch, values: List[float], device) -> List[float]:
@@ -134,8 +150,8 @@ def close(torch) -> None:
             dist.destroy_process_group()
         except (RuntimeError, ValueError):  # a broken group: nothing left to release cleanly
             pass
-    if signal.getsignal(signal.SIGTERM) is _terminated:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGTERM) is _terminated and not _state["stopping"]:
+        signal.signal(signal.SIGTERM, _state["previous"] or signal.SIG_DFL)
 
 
 def _first_line(error: BaseException) -> str:

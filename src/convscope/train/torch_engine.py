@@ -209,8 +209,7 @@ class TorchEngine:
         if self.world is None:
             return ConvscopeError(f"PyTorch failed during a training step on {self.device}: "
                                   f"{dist_mod._first_line(error)}")
-        return dist_mod.PeerLost(f"another process of the distributed run stopped during a step "
-                                 f"({dist_mod._first_line(error)})")
+        return dist_mod.lost(dist_mod._first_line(error))
 
     def stop_requested(self, flag: bool) -> bool:
         """Ctrl-C reaches the processes at slightly different moments; they agree (one
