@@ -108,8 +108,10 @@ def _window_mac_lines(row) -> List[str]:
 
 
 def _conv_onnx_padding(layer) -> dict:
-    """padding="same" as ONNX's SAME_UPPER (the odd pixel after, as in PyTorch), else explicit pads."""
-    if layer.padding == "same":
+    """padding="same" as ONNX's SAME_UPPER (the odd pixel after, as in PyTorch), else explicit pads.
+    A dilated "same" convolution gets explicit pads too: ONNX Runtime refuses SAME_UPPER with
+    dilation (found by tests/test_conformance.py)."""
+    if layer.padding == "same" and all(d == 1 for d in getattr(layer, "dilation", (1,))):
         return {"auto_pad": "SAME_UPPER"}
     pads = layer._pads()
     return {"pads": [lo for lo, _ in pads] + [hi for _, hi in pads]}
@@ -284,7 +286,8 @@ class Conv2d(_ConvNd):
     def examples(cls):
         return [(cls(3, 3, padding=1), (2, 5, 5)),
                 (cls(4, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=False), (2, 7, 6)),
-                (cls(2, 3, padding="same", dilation=2), (1, 6, 5))]
+                (cls(2, 3, padding="same", dilation=2), (1, 6, 5)),
+                (cls(1, 3, padding=(1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         _check_channels(self, x)

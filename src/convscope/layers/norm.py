@@ -199,7 +199,7 @@ class BatchNorm1d(_BatchNorm):
 
     @classmethod
     def examples(cls):
-        return [(cls(), (3, 5)), (cls(eps=1e-3, momentum=0.2, affine=False), (4,)),
+        return [(cls(), (3, 5)), (cls(eps=1e-3, momentum=0.2, affine=False), (4, 2)),
                 (cls(momentum=None), (2, 6))]
     _ranks = {1: "(C,)", 2: "(C, L)"}
     _rank_hint = "use batchnorm2d for images (C, H, W)"
@@ -240,7 +240,7 @@ class LocalResponseNorm(Layer):
 
     @classmethod
     def examples(cls):
-        return [(cls(3), (5, 3, 3)), (cls(5, alpha=0.5, beta=0.6, k=2.0), (7, 4))]
+        return [(cls(3), (5, 3, 3)), (cls(5, alpha=0.5, beta=0.6, k=2.0), (7, 2, 3))]
 
     def other_ops(self, input_shape, output_shape):
         # ``size`` multiply-adds for the sum of squares, then a power and a divide.
@@ -254,6 +254,10 @@ class LocalResponseNorm(Layer):
             raise g.refuse(path, self, f"ONNX LRN centres an even window ({self.size} channels) one channel "
                                        "later than PyTorch and convscope do, so the outputs would differ; use an "
                                        "odd size")
+        if len(self.input_shape) != 3:
+            raise g.refuse(path, self, f"ONNX Runtime's LRN takes (N, C, H, W) inputs only, this one is "
+                                       f"(N, {', '.join(map(str, self.input_shape))}); use it on image feature maps "
+                                       "or export with to_torch")
         return [g.node("LRN", list(inputs), path, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.k)]
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):

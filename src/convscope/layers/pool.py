@@ -185,7 +185,8 @@ class MaxPool2d(_MaxPool, _SlidingPool):
     @classmethod
     def examples(cls):
         return [(cls(2), (2, 6, 6)), (cls(3, stride=(2, 1), padding=(1, 0), ceil_mode=True), (2, 7, 5)),
-                (cls((2, 3), stride=1, dilation=(2, 1)), (1, 6, 6))]
+                (cls((2, 3), stride=1, dilation=(2, 1)), (1, 6, 6)),
+                (cls(3, 1, (1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()
@@ -256,7 +257,8 @@ class AvgPool2d(_AvgPool, _SlidingPool):
     @classmethod
     def examples(cls):
         return [(cls(2), (2, 6, 6)), (cls(3, stride=(2, 1), padding=(1, 0), count_include_pad=False), (2, 7, 5)),
-                (cls(3, stride=2, padding=1, ceil_mode=True), (1, 6, 6))]
+                (cls(3, stride=2, padding=1, ceil_mode=True), (1, 6, 6)),
+                (cls(3, 1, (1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
