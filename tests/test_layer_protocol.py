@@ -191,3 +191,10 @@ def test_lrn_over_sequences_is_refused_by_onnx_export_with_the_reason():
     from convscope.interop.onnx_export import build_onnx_model
     with pytest.raises(ConvscopeError, match=r"layer 0 .*ONNX Runtime's LRN takes \(N, C, H, W\) inputs only"):
         build_onnx_model(model)
+
+
+def test_onnx_one_to_one_reader_refuses_attributes_it_does_not_read(registered):
+    """The default from_onnx_attributes builds the layer only from an attribute-free node."""
+    assert isinstance(Softplus.from_onnx_attributes({}), Softplus)
+    with pytest.raises(ConvscopeError, match=r"has attributes \(alpha\); convscope reads Softplus as softplus"):
+        Softplus.from_onnx_attributes({"alpha": 2.0})

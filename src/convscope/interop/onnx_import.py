@@ -331,10 +331,10 @@ class _Reader:
             return None
 
         def convert(node, tensor, stop, shape):
-            if node.attribute:
-                raise self.fail(node, f"has attributes ({', '.join(a.name for a in node.attribute)}); "
-                                      f"convscope reads {op} as {cls.type_name} without any")
-            return cls()
+            try:
+                return cls.from_onnx_attributes(self.attrs(node))
+            except ConvscopeError as error:
+                raise self.fail(node, str(error)) from None
         return convert
 
     def _layer(self, layer: Layer, **weights) -> Layer:

@@ -179,6 +179,15 @@ class Layer:
         return [g.node(self.onnx_op, list(inputs), path)]
 
     @classmethod
+    def from_onnx_attributes(cls, attributes: Dict[str, Any]) -> "Layer":
+        """This layer from the attributes of its ``onnx_op`` node (the ONNX importer's
+        one-to-one table). Default: no attributes, ``cls()``."""
+        if attributes:
+            raise ConvscopeError(f"has attributes ({', '.join(sorted(attributes))}); convscope reads "
+                                 f"{cls.onnx_op} as {cls.type_name} without any")
+        return cls()
+
+    @classmethod
     def from_spec_entry(cls, kwargs: Dict[str, Any], path: str, parse) -> "Layer":
         """This layer from its spec entry's keys (``type`` removed); ``parse`` is the spec
         reader (:class:`convscope.spec.document.EntryParser`): ``parse.construct`` checks the
