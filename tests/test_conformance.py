@@ -8,6 +8,8 @@ are described in tests/conformance.py.
 """
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 import conformance as check
@@ -79,6 +81,12 @@ def test_every_registered_type_has_examples():
         name, _i, layer, _shape = c.values
         assert type(layer) is LAYER_TYPES[name] or layer.type_name == name, \
             f"{name}: examples() returned a {type(layer).__name__}"
+        assert not layer.built, f"{name}: examples() must return unbuilt layers"
+    for name, cls in LAYER_TYPES.items():
+        arguments = list(inspect.signature(cls.__init__).parameters)[1:]
+        if arguments and any(c.values[0] == name for c in EXAMPLES):
+            assert any(len(c.values[2].spec_entry()) > 1 for c in EXAMPLES if c.values[0] == name), \
+                f"{name}: no example sets any of its arguments ({', '.join(arguments)})"
 
 
 @pytest.mark.parametrize("name, index, layer, shape, batch", _batched("test_gradcheck"))

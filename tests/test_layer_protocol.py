@@ -123,6 +123,14 @@ def test_summary_counts_derivation_and_text_form(registered):
     assert as_json["layers"][1]["other_ops"] == {"activations": 54}
 
 
+def test_summary_command_line_counts_it(registered, capsys):
+    from convscope.cli import main
+
+    assert main(["summary", "conv2d(2, 3) -> softplus", "--input", "1x5x5", "--format", "json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["layers"]}
+    assert rows["1"]["type"] == "softplus" and rows["1"]["other_ops"] == {"activations": 54}
+
+
 def test_diagram_family_and_stage_folding(registered):
     model = cs.Sequential([Conv2d(2, 3), Softplus(), Flatten(), Linear(3)])
     boxes = diagram.layout(model, (1, 5, 5), detail="layers").boxes
