@@ -71,6 +71,14 @@ class _Builder:
         return ConvscopeError(f"layer {path} ({layer!r}) cannot be exported to ONNX: {why}")
 
 
+# The helpers layer modules on other branches may already import (kept for them).
+_refuse = _Builder.refuse
+
+
+def _prefix(path: str) -> str:
+    return f"{path}." if path else ""
+
+
 def _emit(g: _Builder, layer: Layer, x: str, path: str) -> str:
     outputs = layer.to_onnx(g, [x], path)
     if len(outputs) != 1:
