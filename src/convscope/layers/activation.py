@@ -51,7 +51,7 @@ class ReLU(_Elementwise):
         return act.relu_forward(x)
 
     def _op_backward(self, dy, cache):
-        return act.relu_backward(dy, cache)
+        return act.relu_backward(dy, cache, self.workspace)
 
 
 @register
@@ -64,7 +64,7 @@ class ReLU6(_Elementwise):
         return act.relu6_forward(x)
 
     def _op_backward(self, dy, cache):
-        return act.relu6_backward(dy, cache)
+        return act.relu6_backward(dy, cache, self.workspace)
 
 
 @register

@@ -22,11 +22,11 @@ The caches hold only what backward needs (a boolean mask, or the output y).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from .workspace import workspace
+from .workspace import Workspace, scratch
 
 
 #: Signed integers as wide as each float (see :func:`_select`).
@@ -60,7 +60,7 @@ def _max_with_zero(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _select(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
+def _select(dy: np.ndarray, active: np.ndarray, ws: Optional[Workspace] = None) -> np.ndarray:
     """``dy where active else +0`` for a boolean ``active``, into a fresh array.
 
     The mask is widened to words of dy's width (−1: all bits set, or 0) in a reused work
@@ -70,7 +70,7 @@ def _select(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
     bits_type = _BITS.get(dy.dtype.itemsize)
     if bits_type is None or active.shape != dy.shape:
         return np.where(active, dy, dy.dtype.type(0))
-    bits = workspace("activation.bits", dy.shape, bits_type)
+    bits = scratch(ws, "activation.bits", dy.shape, bits_type)
     np.negative(active.view(np.int8), out=bits, casting="unsafe")
     dx = np.empty(dy.shape, dy.dtype)
     np.bitwise_and(dy.view(bits_type), bits, out=dx.view(bits_type))
@@ -90,8 +90,9 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return _max_with_zero(x), _not(np.less_equal(x, 0))
 
 
-def relu_backward(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
-    return _select(np.asarray(dy), active)
+def relu_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:
+    """dL/dx = dy where x > 0 (or NaN) else 0; ``workspace`` (the layer's) holds the mask words."""
+    return _select(np.asarray(dy), active, workspace)
 
 
 def relu6_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -99,8 +100,8 @@ def relu6_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 6).astype(x.dtype, copy=False), active
 
 
-def relu6_backward(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
-    return _select(np.asarray(dy), active)
+def relu6_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:
+    return _select(np.asarray(dy), active, workspace)
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> Tuple[np.ndarray, tuple]:
