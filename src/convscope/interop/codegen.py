@@ -23,7 +23,8 @@ from typing import Dict, List
 
 from .torch_export import TorchDesc
 
-_CUSTOM_ORDER = ["Concat", "Residual", "GlobalAvgPool", "LocallyConnected2d"]
+_CUSTOM_ORDER = ["Concat", "Residual", "GlobalAvgPool", "LocallyConnected2d", "LayerNorm2d", "LayerScale",
+                 "StochasticDepth"]
 _INDENT = "    "
 
 
