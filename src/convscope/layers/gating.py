@@ -38,6 +38,15 @@ class _Gate(_Elementwise):
     onnx_op: ClassVar[Optional[str]] = None
     #: Other ops per output element (category "activations").
     ops_per_element: ClassVar[int] = 1
+    #: The op pair, from :mod:`convscope.ops.activations`.
+    forward_op = staticmethod(act.hardsigmoid_forward)
+    backward_op = staticmethod(act.hardsigmoid_backward)
+
+    def _op_forward(self, x):
+        return self.forward_op(x)
+
+    def _op_backward(self, dy, cache):
+        return self.backward_op(dy, cache)
 
     def other_ops(self, input_shape: Shape, output_shape: Shape) -> Dict[str, int]:
         return {"activations": self.ops_per_element * prod(output_shape)}
@@ -63,11 +72,8 @@ class Hardsigmoid(_Gate):
     # ONNX HardSigmoid defaults to alpha 0.2, so an imported node maps here only with alpha = 1/6.
     onnx_op = None
 
-    def _op_forward(self, x):
-        return act.hardsigmoid_forward(x)
-
-    def _op_backward(self, dy, cache):
-        return act.hardsigmoid_backward(dy, cache)
+    forward_op = staticmethod(act.hardsigmoid_forward)
+    backward_op = staticmethod(act.hardsigmoid_backward)
 
     def to_onnx(self, g, inputs: List[str], path: str) -> List[str]:
         return [g.node("HardSigmoid", inputs[:1], path, alpha=1.0 / 6.0, beta=0.5)]
@@ -82,11 +88,8 @@ class Hardswish(_Gate):
     onnx_op = "HardSwish"
     ops_per_element = 2
 
-    def _op_forward(self, x):
-        return act.hardswish_forward(x)
-
-    def _op_backward(self, dy, cache):
-        return act.hardswish_backward(dy, cache)
+    forward_op = staticmethod(act.hardswish_forward)
+    backward_op = staticmethod(act.hardswish_backward)
 
     def to_onnx(self, g, inputs: List[str], path: str) -> List[str]:
         return [g.node("HardSwish", inputs[:1], path)]
@@ -100,11 +103,8 @@ class SiLU(_Gate):
     torch_class = "SiLU"
     ops_per_element = 2
 
-    def _op_forward(self, x):
-        return act.silu_forward(x)
-
-    def _op_backward(self, dy, cache):
-        return act.silu_backward(dy, cache)
+    forward_op = staticmethod(act.silu_forward)
+    backward_op = staticmethod(act.silu_backward)
 
     def to_onnx(self, g, inputs: List[str], path: str) -> List[str]:
         x = inputs[0]

@@ -20,6 +20,7 @@ from ..errors import ConvscopeError, format_shape
 from ..ops import norm as ops
 from ..shapes import prod
 from .base import Layer, Shape
+from .norm import _flag, _positive_number
 from .registry import register
 
 __all__ = ["LayerNorm", "LayerNorm2d"]
@@ -29,25 +30,13 @@ def _prefix(path: str) -> str:
     return f"{path}." if path else ""
 
 
-def _eps(value, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ConvscopeError(f"{owner}: eps must be a positive number such as 1e-5, got {value!r}")
-    return float(value)
-
-
-def _flag(value, name: str, owner: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConvscopeError(f"{owner}: {name} must be true or false, got {value!r}")
-    return bool(value)
-
-
 class _LayerNormBase(Layer):
     family: ClassVar[str] = "norm"
     onnx_op: ClassVar[Optional[str]] = None
 
     def _init_common(self, eps, elementwise_affine, bias) -> None:
         owner = self.type_name
-        self.eps = _eps(eps, owner)
+        self.eps = _positive_number(eps, "eps", owner)
         self.elementwise_affine = _flag(elementwise_affine, "elementwise_affine", owner)
         self.bias = _flag(bias, "bias", owner)
 
