@@ -95,6 +95,16 @@ def test_using_path_is_scoped_and_nests():
             pass
 
 
+def test_using_path_does_not_leak_into_other_threads():
+    import threading
+    seen = []
+    with conv_ops.using_path("reference"):
+        worker = threading.Thread(target=lambda: seen.append(conv_ops.get_default_path()))
+        worker.start()
+        worker.join()
+    assert seen == ["auto"]   # a thread starts with its own context: the process default
+
+
 def test_using_path_is_reachable_as_cs_ops_conv():
     with cs.ops.conv.using_path("reference"):
         layer = Conv2d(1, 3).build((1, 5, 5), dtype=np.float64)
