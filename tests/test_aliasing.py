@@ -74,6 +74,11 @@ def test_each_layer_of_a_model_has_its_own_workspace_under_one_budget():
     model.backward(np.ones_like(y))
     budget = spaces[0].budget
     assert budget.bytes == sum(s.kept_bytes() for s in spaces) > 0
+    # The speed the pool was for: a second step reuses the very same buffers.
+    before = {id(b) for s in spaces for b in s._buffers.values()}
+    y = model.forward(np.full((1, 1, 6, 6), 2.0), train=True)
+    model.backward(np.ones_like(y))
+    assert {id(b) for s in spaces for b in s._buffers.values()} == before
 
 
 def test_using_path_is_scoped_and_nests():

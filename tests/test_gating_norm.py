@@ -276,3 +276,16 @@ def test_hooks_declare_family_and_other_ops():
             assert layer.window((3, 5, 4)) is None
     assert LayerNorm(4).window((3, 4)) == "global"       # mixes positions along the last axis
     assert LayerNorm(4, bias=False).other_ops((4,), (4,)) == {"normalization": 20}
+
+
+@pytest.mark.parametrize("module", [torch.nn.LayerNorm(6), torch.nn.LayerNorm([4, 6], eps=1e-6, bias=False),
+                                    torch.nn.LayerNorm(6, elementwise_affine=False)])
+def test_layer_norm_from_torch_round_trips(module):
+    layer = LayerNorm.from_torch(module).build((3, 4, 6), dtype=np.float64)
+    again = _torch_twin(layer)
+    assert repr(again) == repr(module)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    layer.load_state_dict({k: v.double().numpy() for k, v in module.state_dict().items()})
+    assert_matches_torch(layer, module.double(), (3, 4, 6))

@@ -94,7 +94,9 @@ class LayerNorm(_LayerNormBase):
 
     type_name = "layer_norm"
     torch_class = "LayerNorm"
-    onnx_op = "LayerNormalization"
+    # ONNX LayerNormalization gives an axis, not sizes: importing it needs the input shape,
+    # so it is no one-to-one mapping (None), unlike torch's module (see from_torch).
+    onnx_op = None
 
     def __init__(self, normalized_shape: Union[int, List[int]], eps: float = 1e-5,
                  elementwise_affine: bool = True, bias: bool = True):
@@ -142,6 +144,14 @@ class LayerNorm(_LayerNormBase):
         from ..interop.torch_export import TorchDesc
         return TorchDesc("LayerNorm", {"normalized_shape": self.shape_tuple(), "eps": self.eps,
                                        "elementwise_affine": self.elementwise_affine, "bias": self.bias})
+
+    @classmethod
+    def from_torch(cls, module) -> "LayerNorm":
+        """The layer for a ``torch.nn.LayerNorm`` (whose ``bias`` attribute is a tensor or None,
+        not the constructor's flag); weights are copied by state dict, names being equal."""
+        shape = [int(n) for n in module.normalized_shape]
+        return cls(shape[0] if len(shape) == 1 else shape, eps=float(module.eps),
+                   elementwise_affine=bool(module.elementwise_affine), bias=module.bias is not None)
 
     def to_onnx(self, g, inputs: List[str], path: str) -> List[str]:
         return [g.node("LayerNormalization", [inputs[0], *self._onnx_affine(g, path, self.shape_tuple())], path,
