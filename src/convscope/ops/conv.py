@@ -41,14 +41,15 @@ Several paths compute the same numbers:
 ``path=None`` (what layers pass) uses the path of the innermost enclosing
 ``with using_path(name):`` block, a scoped override that ends with the block and is private
 to its thread or asyncio task (a context variable), else ``"auto"``. (:func:`set_default_path`
-changes the fallback for the whole process; kept for old scripts.) ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with at least
-``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers,
-``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
+changes the fallback for the whole process; kept for old scripts.) ``"auto"`` (alias
+``"fast"``) picks Winograd for stride-1 3×3 layers with at least ``WINOGRAD_MIN_CHANNELS``
+input and output channels, ``"pointwise"`` for 1×1 layers, ``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
 layers with groups = C_in = C_out (k_h·k_w vectorised multiply-adds: one filter per channel
 leaves no GEMM worth doing), and im2col otherwise. ``"space_to_depth"`` (forced only)
-rewrites a strided layer as a stride-1 one over the s×s input phases. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
-:func:`conv1d_backward`).
-Arrays keep their dtype: float32 in, float32 out.
+rewrites a strided layer as a stride-1 one over the s×s input phases. 1-D convolution is
+the 2-D op with H = 1 (:func:`conv1d_forward`, :func:`conv1d_backward`).
+Arrays keep their dtype: float32 in, float32 out. Scratch comes from the caller's
+``workspace`` (:mod:`convscope.ops.workspace`); no returned array shares memory with it.
 """
 from __future__ import annotations
 
