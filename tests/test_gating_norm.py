@@ -265,7 +265,7 @@ def test_hooks_declare_family_and_other_ops():
     expected = {"hardsigmoid": ("activation", {"activations": 60}), "hardswish": ("activation", {"activations": 120}),
                 "silu": ("activation", {"activations": 120}), "gelu": ("activation", {"activations": 120}),
                 "layer_norm2d": ("norm", {"normalization": 6 * 60}), "layer_scale": ("norm", {"normalization": 60}),
-                "stochastic_depth": ("activation", {})}
+                "stochastic_depth": ("shape", {})}
     # Per sample on (3, 5, 4) = 60 elements: the counts the module docstrings state.
     for cls in NEW_TYPES:
         if cls.type_name in expected:

@@ -65,6 +65,10 @@ class Layer:
     #: True for layers whose training forward draws random numbers (dropout, stochastic
     #: depth): finite differences of such a forward are meaningless, so checks use eval mode.
     random_in_training: bool = False
+    #: How closely the PyTorch counterpart agrees in float64 (relative and absolute). Looser
+    #: only where torch itself rounds: nn.Hardsigmoid's backward multiplies by 1/6 as a
+    #: float32 constant even in float64, so its dL/dx agrees to about 3e-8, not 1e-15.
+    torch_tolerance: float = 1e-9
 
     # ----- the declaration protocol (docs/adding-a-layer.md) --------------------------------
     # Analysis, pictures and exchange loop over the registry and call these hooks; they keep no

@@ -105,7 +105,8 @@ class StochasticDepth(Layer):
     type_name = "stochastic_depth"
     has_train_mode = True
     random_in_training = True
-    family: ClassVar[str] = "activation"   # drawn, like dropout, folded into the layer before it
+    family: ClassVar[str] = "shape"   # the identity at inference, like dropout
+    diagram_fold: ClassVar[bool] = True  # drawn folded into the layer before it, like dropout
     torch_class: ClassVar[Optional[str]] = None
     onnx_op: ClassVar[Optional[str]] = None
 
