@@ -115,12 +115,16 @@ def _import_line(weights_file: str) -> str:
     return "from <this module> import build_model"
 
 
+def module_classes(desc: TorchDesc) -> List[str]:
+    """Source of the :mod:`.torch_modules` classes ``desc`` uses, in that file's order."""
+    used = _used(desc, set())
+    return [text for name, text in custom_sources().items() if name in used]
+
+
 def module_source(desc: TorchDesc, *, input_shape, dtype: str, weights_file: str, source: str,
                   version: str) -> str:
     """The whole generated file for one exported model."""
-    used = _used(desc, set())
-    sources = custom_sources()
-    classes: List[str] = [text for name, text in sources.items() if name in used]  # the file's order
+    classes = module_classes(desc)
     torch_dtype = "torch.float64" if dtype == "float64" else "torch.float32"
     # User strings (file names, the version) never go into the docstring: a name holding
     # three quotes would end it. They are module constants written with repr instead.

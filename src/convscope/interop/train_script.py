@@ -24,7 +24,7 @@ from typing import Dict
 import numpy as np
 
 from ..errors import ConvscopeError
-from .codegen import _CUSTOM_ORDER, _used, custom_sources, literal, render
+from .codegen import literal, module_classes, render
 from .torch_export import TorchDesc
 
 _LOOP = r'''
@@ -155,9 +155,7 @@ if __name__ == "__main__":
 def script_source(desc: TorchDesc, *, dtype: str, input_shape, training: Dict, class_names, data_file: str,
                   source: str, version: str) -> str:
     """The whole generated ``train.py``."""
-    used = _used(desc, set())
-    sources = custom_sources()
-    classes = [sources[name] for name in _CUSTOM_ORDER if name in used]
+    classes = module_classes(desc)
     torch_dtype = "torch.float64" if dtype == "float64" else "torch.float32"
     header = ('"""Train a network exported by convscope with PyTorch alone (no convscope needed).\n\n'
               "    python train.py                        # one process (cuda when available)\n"
