@@ -261,3 +261,17 @@ def test_digits_on_cuda_reaches_convscope_accuracy_within_half_a_point(digits, t
         x = cs.train.preprocessing.normalize(digits.test.x, best.preprocessing, dtype=best.model.dtype)
         accuracies.append(T.evaluate_arrays(best.model, x, digits.test.y)[1])
     assert abs(accuracies[0] - accuracies[1]) <= 0.005, accuracies
+
+
+def test_dropout_on_torch_is_seeded_per_step_so_resume_repeats_it(small, tmp_path):
+    """Dropout masks come from torch's generator seeded by (seed, epoch, batch): 1 epoch then a
+    resume to 2 equals 2 straight epochs (within 1e-12), while another seed gives other losses."""
+    tiny = "conv2d(4, 3, padding=1) -> relu -> flatten -> dropout(0.5) -> linear(10)"
+    kw = dict(optimizer="adam", schedule="constant")
+    straight = _fit(small, "torch", tmp_path / "a", 2, model=cs.parse_text(tiny), **kw)
+    _fit(small, "torch", tmp_path / "b", 1, model=cs.parse_text(tiny), **kw)
+    resumed = cs.train.fit(None, small, epochs=2, out=tmp_path / "b", resume=True, progress=False,
+                           engine="torch", device="cpu")
+    _close_history(resumed.history, straight.history, tol=1e-12)
+    other = _fit(small, "torch", tmp_path / "c", 1, model=cs.parse_text(tiny), seed=1, **kw)
+    assert abs(other.history[0]["train_loss"] - straight.history[0]["train_loss"]) > 1e-6

@@ -134,6 +134,13 @@ def state_from_torch(opt, torch_opt, params: Dict[str, object]) -> None:
     opt.state = restored
 
 
+def _draws_random(layer) -> bool:
+    """Whether any layer declares a random training forward (dropout, stochastic depth)."""
+    if getattr(layer, "random_in_training", False):
+        return True
+    return any(_draws_random(child) for _, child in layer.children())
+
+
 class TorchEngine:
     """See the module docstring; the interface is :mod:`convscope.train.engine`'s."""
 
@@ -150,7 +157,8 @@ class TorchEngine:
         state_to_torch(torch, opt, self.torch_opt, self.params)
         self.x_train = torch.from_numpy(x_train).to(device)
         self.y_train = torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device)
-        self.has_dropout = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in self.module.modules())
+        self.has_dropout = _draws_random(model) or any(isinstance(m, torch.nn.modules.dropout._DropoutNd)
+                                                       for m in self.module.modules())
         self.net = self.module
         if world is not None:
             if device.startswith("cuda"):  # batch statistics over the global batch, as on one process
@@ -173,7 +181,8 @@ class TorchEngine:
 
     def forward(self, idx: np.ndarray, position=(0, 0, 0)):
         """Mean loss and correct count of the global batch ``idx`` (summed over the ranks);
-        ``position`` = (seed, epoch, batch) seeds dropout."""
+        ``position`` = (seed, epoch, batch) seeds torch's generator when a layer draws random
+        numbers in training (dropout, stochastic depth), so a resumed run draws the same."""
         torch = self.torch
         F = torch.nn.functional
         if self.has_dropout:
