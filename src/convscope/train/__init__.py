@@ -7,7 +7,9 @@
 
 Modules: :mod:`.data` (loaders, splits, batching), :mod:`.preprocessing` (raw image -> model
 input), :mod:`.optim` (SGD, Adam, AdamW), :mod:`.schedules`, :mod:`.trainer` (``fit``),
-:mod:`.checkpoint`, :mod:`.metrics`, :mod:`.progress`.
+:mod:`.checkpoint`, :mod:`.metrics`, :mod:`.progress`; the arithmetic of a run sits behind
+:mod:`.engine` (convscope's own) or :mod:`.torch_engine` (``fit(..., engine="torch")``, PyTorch,
+with :mod:`.distributed` under torchrun).
 """
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Data, Dataset, batch_indices, from_arrays, load_data
