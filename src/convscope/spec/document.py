@@ -34,6 +34,9 @@ def layer_from_entry(entry: Any, path: str = "layers[0]") -> Layer:
         raise ConvscopeError(f"{path}: unknown layer type {kind!r}{_suggest(str(kind), LAYER_TYPES)}")
     cls = LAYER_TYPES[kind]
     kwargs = {k: v for k, v in entry.items() if k != "type"}
+    if kind == "graph" or (kind == "concat" and "branches" not in kwargs):
+        from .graph import graph_from_entry, merge_concat
+        return graph_from_entry(kwargs, path, layer_from_entry) if kind == "graph" else merge_concat(kwargs, path)
     if kind == "sequential":
         _check_keys(kwargs, {"layers"}, path)
         return Sequential(_layer_list(kwargs.get("layers", []), f"{path}.layers"))
@@ -81,6 +84,8 @@ def from_spec(spec: Any) -> Sequential:
         spec = {"layers": spec}
     if not isinstance(spec, dict):
         raise ConvscopeError(f"a spec must be an object with 'layers', got {type(spec).__name__}")
+    if spec.get("type") == "graph":
+        return _graph_document(spec)
     _check_keys(spec, {"input", "layers", "name", "source", "notes"}, "spec")
     if "layers" not in spec:
         raise ConvscopeError("spec: missing 'layers' (a list of layer objects)")
@@ -95,6 +100,24 @@ def from_spec(spec: Any) -> Sequential:
     return Sequential(layers, input_shape=shape)
 
 
+def _input_shape(spec: dict):
+    if spec.get("input") is None:
+        return None
+    _check_input_values(spec["input"])
+    try:
+        return _check_shape(spec["input"])
+    except ConvscopeError as error:
+        raise ConvscopeError(f"input: {error}") from None
+
+
+def _graph_document(spec: dict):
+    """``{"input"?, "type": "graph", "nodes": [...], "outputs": [...]}`` -> an unbuilt Graph."""
+    from .graph import graph_from_entry
+    _check_keys(spec, {"input", "type", "nodes", "outputs", "name", "source", "notes"}, "spec")
+    kwargs = {k: spec[k] for k in ("nodes", "outputs") if k in spec}
+    return graph_from_entry(kwargs, "", layer_from_entry, input_shape=_input_shape(spec))
+
+
 def _check_input_values(value: Any) -> None:
     """Reject what int() would silently accept or crash on: booleans, inf, NaN, nested lists."""
     if isinstance(value, (list, tuple)) and all(
@@ -107,6 +130,6 @@ def _check_input_values(value: Any) -> None:
 
 def to_spec(model: Layer) -> dict:
     """Spec document for a model (a Sequential gives ``{"input"?, "layers"}``)."""
-    if isinstance(model, Sequential):
+    if isinstance(model, Sequential) or model.type_name == "graph":
         return model.spec()
     return {"layers": [model.spec_entry()]}
