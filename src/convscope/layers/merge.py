@@ -195,7 +195,7 @@ class Mul(MergeLayer):
         from .graph import Graph
         from .pool import GlobalAvgPool
         from .activation import Sigmoid
-        from .shape import Reshape
+        from .reshape import Reshape
         return [(Graph([("pool", GlobalAvgPool(), "input"), ("gate", Sigmoid(), "pool"),
                         ("view", Reshape((3, 1, 1)), "gate"),
                         ("out", Mul(), ["input", "view"])], "out"), (3, 4, 4))]
