@@ -88,6 +88,10 @@ class MergeLayer(Layer):
         return None
 
     def other_ops(self, input_shape, output_shape) -> Dict[str, int]:
+        return self.other_ops_multi([tuple(input_shape)], output_shape)
+
+    def other_ops_multi(self, shapes, output_shape) -> Dict[str, int]:
+        """Non-MAC ops per sample for these input shapes (see analysis.counting)."""
         return {}
 
     def torch_desc(self, path: str):
@@ -136,10 +140,9 @@ class Add(MergeLayer):
     def _backward_multi(self, dy):
         return ops.add_backward(dy, self._cache)
 
-    def other_ops(self, input_shape, output_shape):
-        count = len(getattr(self, "input_shapes", None) or [input_shape])
-        n = int(np.prod(output_shape)) * max(count - 1, 0)
-        return {"elementwise_adds": n} if n else {}
+    def other_ops_multi(self, shapes, output_shape):
+        """One add per output element for each input after the first."""
+        return {"elementwise_adds": int(np.prod(output_shape)) * (len(shapes) - 1)}
 
     def to_onnx(self, g, inputs, path):
         out = inputs[0]
@@ -179,10 +182,9 @@ class Mul(MergeLayer):
     def _backward_multi(self, dy):
         return ops.mul_backward(dy, self._cache)
 
-    def other_ops(self, input_shape, output_shape):
-        count = len(getattr(self, "input_shapes", None) or [input_shape])
-        n = int(np.prod(output_shape)) * max(count - 1, 0)
-        return {"elementwise_muls": n} if n else {}
+    def other_ops_multi(self, shapes, output_shape):
+        """One multiply per output element for each input after the first."""
+        return {"elementwise_muls": int(np.prod(output_shape)) * (len(shapes) - 1)}
 
     def to_onnx(self, g, inputs, path):
         out = inputs[0]
