@@ -194,6 +194,10 @@ class _Builder:
         return result
 
     def node(self, name: str, layer: Layer, folded: List[Tuple[str, Layer]]) -> _Piece:
+        if layer.type_name == "graph":
+            from .graph_diagram import graph_piece
+            inner = graph_piece(self, f"{name}.", layer)
+            return self.stack([inner, self.leaf_group(folded)]) if folded else inner
         if isinstance(layer, Concat):
             branches = [self.sequence(f"{name}.branches.{i}.", list(b.layers))
                         for i, b in enumerate(layer.branches)]
@@ -286,6 +290,9 @@ def layout(model: Layer, input_shape=None, *, detail: str = "auto", name: str = 
 
     if detail not in ("auto", "layers", "stages"):
         raise ConvscopeError(f"detail must be 'auto', 'layers' or 'stages', got {detail!r}")
+    if model.type_name == "graph":
+        from .graph_diagram import graph_layout
+        return graph_layout(model, input_shape, detail=detail, name=name)
     if not isinstance(model, Sequential):
         model = Sequential([model])
     report = analyze(model, input_shape)
