@@ -23,17 +23,23 @@ from typing import Dict, List
 
 from .torch_export import TorchDesc
 
-_CUSTOM_ORDER = ["Concat", "Residual", "GlobalAvgPool", "LocallyConnected2d"]
+from .graph_torch import MODULE_NAMES as _GRAPH_MODULES
+
+_CUSTOM_ORDER = ["Concat", "Residual", "GlobalAvgPool", "LocallyConnected2d"] + _GRAPH_MODULES
 _INDENT = "    "
 
 
 def custom_sources() -> Dict[str, str]:
-    """{class name: its source} for the classes of :mod:`.torch_modules`."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_modules.py")
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    tree = ast.parse(text)
-    return {node.name: ast.get_source_segment(text, node) for node in tree.body if isinstance(node, ast.ClassDef)}
+    """{class name: its source} for the classes of :mod:`.torch_modules` and :mod:`.graph_modules`."""
+    sources = {}
+    for module in ("torch_modules.py", "graph_modules.py"):
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), module)
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        tree = ast.parse(text)
+        sources.update({node.name: ast.get_source_segment(text, node)
+                        for node in tree.body if isinstance(node, ast.ClassDef)})
+    return sources
 
 
 def _used(desc: TorchDesc, found: set) -> set:
@@ -63,6 +69,9 @@ def render(desc: TorchDesc, depth: int = 0) -> str:
         body = render(desc.args["body"], depth + 1)
         short = "None" if shortcut is None else render(shortcut, depth + 1)
         return f"Residual(\n{inner}body={body},\n{inner}shortcut={short},\n{_INDENT * depth})"
+    if desc.kind == "Graph":
+        from .graph_torch import render_graph
+        return render_graph(desc, depth, render, literal, _INDENT)
     prefix = "" if desc.custom else "nn."
     arguments = ", ".join(f"{key}={literal(value)}" for key, value in desc.args.items())
     return f"{prefix}{desc.kind}({arguments})"

@@ -247,6 +247,8 @@ def _emit(g: _Builder, layer: Layer, x: str, path: str) -> str:
         body = _emit(g, layer.body, x, f"{_prefix(path)}body")
         shortcut = x if layer.shortcut is None else _emit(g, layer.shortcut, x, f"{_prefix(path)}shortcut")
         return g.node("Add", [body, shortcut], path)
+    if kind not in _EMITTERS and hasattr(layer, "to_onnx"):  # types that declare their own
+        return layer.to_onnx(g, [x], path)[0]
     if kind not in _EMITTERS:
         raise _refuse(path, layer, f"convscope has no ONNX form for {kind!r}")
     return _EMITTERS[kind](g, layer, x, path)

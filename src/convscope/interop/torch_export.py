@@ -103,6 +103,8 @@ def describe(layer: Layer, path: str = "model") -> TorchDesc:
         shortcut = None if layer.shortcut is None else describe(layer.shortcut, f"{path}.shortcut")
         return TorchDesc("Residual", {"body": describe(layer.body, f"{path}.body"), "shortcut": shortcut},
                          custom=True)
+    if kind not in _LEAVES and hasattr(layer, "torch_desc"):  # types that declare their own
+        return layer.torch_desc(path)
     if kind not in _LEAVES:
         raise ConvscopeError(f"layer {path} ({type(layer).__name__}, type {kind!r}) has no PyTorch "
                              f"counterpart in convscope.interop; supported types: {', '.join(sorted(_LEAVES))}")
@@ -123,6 +125,9 @@ def instantiate(desc: TorchDesc, torch):
         shortcut = args["shortcut"]
         return torch_modules.Residual(instantiate(args["body"], torch),
                                       None if shortcut is None else instantiate(shortcut, torch))
+    if desc.custom and desc.kind not in torch_modules.CUSTOM:
+        from .graph_torch import instantiate as instantiate_ours
+        return instantiate_ours(desc, torch, instantiate)
     cls = torch_modules.CUSTOM[desc.kind] if desc.custom else getattr(torch.nn, desc.kind)
     return cls(**args)
 

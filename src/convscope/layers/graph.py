@@ -82,6 +82,9 @@ def _node(item, index: int) -> Node:
     if name == INPUT or ":" in name:
         raise ConvscopeError(f"node {name!r}: the name {INPUT!r} and names with ':' are reserved "
                              "(the model's input and the pieces of multi-output nodes)")
+    if "" in name.split("."):
+        raise ConvscopeError(f"node {name!r}: a dotted name needs a word between dots, like a PyTorch "
+                             "module path ('layer1.0.conv1')")
     if not isinstance(layer, Layer):
         raise ConvscopeError(f"node {name!r}: expected a convscope layer, got {type(layer).__name__}")
     if isinstance(inputs, str):
@@ -412,6 +415,15 @@ class Graph(Layer):
             lines.append(f"  ({node.name}): {text} <- {', '.join(node.inputs)}")
         lines.append(f"  outputs: {', '.join(self.outputs)}")
         return "Graph(\n" + "\n".join(lines) + "\n)"
+
+    def torch_desc(self, path: str):
+        from ..interop.graph_torch import graph_desc
+        return graph_desc(self, path)
+
+    def to_onnx(self, g, inputs, path):
+        from ..interop.graph_torch import graph_to_onnx
+        from ..interop.onnx_export import _emit
+        return graph_to_onnx(self, g, inputs, path, _emit)
 
     @classmethod
     def examples(cls):

@@ -215,7 +215,6 @@ class Cat(MergeLayer):
 
     type_name = "cat"
     spec_type = "concat"
-    onnx_op = "Concat"
 
     def __init__(self, dim: int = 1):
         super().__init__()

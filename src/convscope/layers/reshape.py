@@ -91,7 +91,6 @@ class Reshape(_ShapeLayer):
     inferred): ``torch.reshape(x, (N, *shape))``. ``dx = dy`` reshaped back."""
 
     type_name = "reshape"
-    onnx_op = "Reshape"
 
     def __init__(self, shape):
         super().__init__()
@@ -139,7 +138,6 @@ class Permute(_ShapeLayer):
     is ``(0, 2, 3, 1)``. Backward applies the inverse permutation."""
 
     type_name = "permute"
-    onnx_op = "Transpose"
 
     def __init__(self, dims):
         super().__init__()
@@ -255,7 +253,6 @@ class Pad(_ShapeLayer):
     Negative amounts crop, as in PyTorch. Backward cuts the padding off dL/dy."""
 
     type_name = "pad"
-    onnx_op = "Pad"
 
     def __init__(self, pad, value: float = 0.0):
         super().__init__()
@@ -310,7 +307,6 @@ class Mean(_ShapeLayer):
     keeps 1×1). Backward gives each averaged element dL/dy divided by the count."""
 
     type_name = "mean"
-    onnx_op = "ReduceMean"
 
     def __init__(self, dim, keepdim: bool = False):
         super().__init__()
