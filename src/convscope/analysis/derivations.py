@@ -288,7 +288,8 @@ def _other_lines(row) -> List[str]:
 
 
 def _memory_line(row) -> str:
-    count = prod(row.output_shape)
+    pieces = row.branch_shapes if getattr(row.layer, "multi_output", False) else [row.output_shape]
+    count = sum(prod(s) for s in pieces)  # a split's row holds every piece
     per_element = row.memory_bytes // count if count else 0  # itemsize × batch size
     return f"memory = output elements·bytes each = {fc(count)}·{per_element} = {fc(row.memory_bytes)} bytes"
 
