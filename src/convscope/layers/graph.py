@@ -282,11 +282,8 @@ class Graph(Layer):
 
     # ----- building ---------------------------------------------------------------------------
     def build(self, input_shape=None, seed=0, dtype=np.float32) -> "Graph":
-        if input_shape is None:
-            if self.declared_input is None:
-                raise ConvscopeError("build needs the per-sample input shape, e.g. model.build((3, 32, 32))")
-            input_shape = self.declared_input
-        return super().build(input_shape, seed=seed, dtype=dtype)
+        from .containers import build_declared
+        return build_declared(self, input_shape, seed, dtype)
 
     def _build(self, input_shape, rng, dtype) -> Shape:
         shapes = self.tensor_shapes(tuple(input_shape))  # every check before anything is allocated

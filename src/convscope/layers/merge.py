@@ -117,8 +117,31 @@ def broadcast_shape(shapes: Sequence[Shape], verb: str, names=None) -> Shape:
     return out
 
 
+class _Arithmetic(MergeLayer):
+    """Add or mul: broadcast inputs, one op per output element for each input after the
+    first (counted under ``category``), a chain of binary ONNX nodes."""
+
+    verb = ""
+    category = ""
+
+    def __init__(self):
+        super().__init__()
+
+    def output_shape_multi(self, shapes, names=None):
+        return broadcast_shape(shapes, self.verb, names)
+
+    def other_ops_multi(self, shapes, output_shape):
+        return {self.category: int(np.prod(output_shape)) * (len(shapes) - 1)}
+
+    def to_onnx(self, g, inputs, path):
+        out = inputs[0]
+        for other in inputs[1:]:
+            out = g.node(self.onnx_op, [out, other], path)
+        return [out if len(inputs) > 1 else g.node("Identity", [out], path)]
+
+
 @register
-class Add(MergeLayer):
+class Add(_Arithmetic):
     """``y = x_0 + x_1 + ...`` with broadcasting (ResNet's skip connection).
 
     Backward: every input gets dL/dy, summed over the axes along which it was broadcast.
@@ -126,12 +149,8 @@ class Add(MergeLayer):
 
     type_name = "add"
     onnx_op = "Add"
-
-    def __init__(self):
-        super().__init__()
-
-    def output_shape_multi(self, shapes, names=None):
-        return broadcast_shape(shapes, "add", names)
+    verb = "add"
+    category = "elementwise_adds"
 
     def _forward_multi(self, xs, train):
         self._cache = [x.shape for x in xs]
@@ -139,16 +158,6 @@ class Add(MergeLayer):
 
     def _backward_multi(self, dy):
         return ops.add_backward(dy, self._cache)
-
-    def other_ops_multi(self, shapes, output_shape):
-        """One add per output element for each input after the first."""
-        return {"elementwise_adds": int(np.prod(output_shape)) * (len(shapes) - 1)}
-
-    def to_onnx(self, g, inputs, path):
-        out = inputs[0]
-        for other in inputs[1:]:
-            out = g.node("Add", [out, other], path)
-        return [out if len(inputs) > 1 else g.node("Identity", [out], path)]
 
     @classmethod
     def examples(cls):
@@ -159,7 +168,7 @@ class Add(MergeLayer):
 
 
 @register
-class Mul(MergeLayer):
+class Mul(_Arithmetic):
     """``y = x_0 · x_1 · ...`` element-wise with broadcasting, e.g. a squeeze-and-excitation
     gate N×C×1×1 times a feature map N×C×H×W.
 
@@ -168,12 +177,8 @@ class Mul(MergeLayer):
 
     type_name = "mul"
     onnx_op = "Mul"
-
-    def __init__(self):
-        super().__init__()
-
-    def output_shape_multi(self, shapes, names=None):
-        return broadcast_shape(shapes, "multiply", names)
+    verb = "multiply"
+    category = "elementwise_muls"
 
     def _forward_multi(self, xs, train):
         self._cache = xs
@@ -181,16 +186,6 @@ class Mul(MergeLayer):
 
     def _backward_multi(self, dy):
         return ops.mul_backward(dy, self._cache)
-
-    def other_ops_multi(self, shapes, output_shape):
-        """One multiply per output element for each input after the first."""
-        return {"elementwise_muls": int(np.prod(output_shape)) * (len(shapes) - 1)}
-
-    def to_onnx(self, g, inputs, path):
-        out = inputs[0]
-        for other in inputs[1:]:
-            out = g.node("Mul", [out, other], path)
-        return [out if len(inputs) > 1 else g.node("Identity", [out], path)]
 
     @classmethod
     def examples(cls):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from ..errors import format_count, format_shape
+from ..errors import format_shape
 from .diagram import GAP, HGAP, JOIN_W, Edge, _Builder, _Piece, call_text, family
 
 RANK_GAP = GAP + 22   # vertical gap between ranks: room for turning arrows
@@ -109,21 +109,11 @@ def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
 def graph_layout(model, input_shape, *, detail: str, name: str):
     """The whole diagram of a top-level Graph (see :func:`.diagram.layout`)."""
     from ..analysis import analyze
-    from .diagram import Diagram
+    from .diagram import frame
 
     report = analyze(model, input_shape)
     rows = {row.name: row for row in report.layers}
-    shape = tuple(report.input)
     longest = max([len(f"{r.name}  {call_text(r.layer)}") for r in report.layers if not r.container] + [24])
     builder = _Builder(rows, detail == "stages", max(230, min(420, 7 * longest + 16)))
-    start = builder.box_piece([f"input  {format_shape(shape)}"], "input", [], JOIN_W,
-                              "the per-sample input (no batch axis)")
-    body = builder.stack([start, graph_piece(builder, "", model)])
-    margin, header = 24, 58
-    title = f"{name}: {format_shape(shape)} → {format_shape(report.output)}"
-    subtitle = (f"{format_count(report.total_params)} parameters · {format_count(report.total_macs)} MACs · "
-                f"graph of {len(model.nodes)} nodes")
-    width = max(body.width, 7.5 * len(subtitle)) + 2 * margin
-    diagram = Diagram(title, subtitle, width, body.height + header + 2 * margin)
-    body.place(width / 2, margin + header, diagram)
-    return diagram
+    return frame(builder, graph_piece(builder, "", model), report, name, report.output,
+                 f"graph of {len(model.nodes)} nodes")
