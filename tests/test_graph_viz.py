@@ -55,3 +55,19 @@ def test_graph_inside_sequential_is_drawn_and_files_written(tmp_path):
         assert (tmp_path / f"net.{suffix}").stat().st_size > 1000, path
     svg = (tmp_path / "net.svg").read_text()
     assert "1.sum" in svg and "add" in svg
+
+
+def test_feature_maps_of_a_node_inside_a_graph():
+    """activation() stops at a graph node, or inside a Sequential node, and returns exactly what
+    that node computes on the way to the output."""
+    from convscope.viz.featuremaps import activation
+    inner = cs.Sequential([L.Conv2d(2, 3, padding=1), L.ReLU()])
+    g = cs.Graph([("stem", L.Conv2d(4, 1), "input"), ("halves", L.Chunk(2), "stem"),
+                  ("b", inner, "halves:1"), ("cat", L.Cat(), ["halves:0", "b"])], "cat")
+    g.build((1, 5, 5), seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((1, 1, 5, 5))
+    stem = g.node("stem").layer.forward(x)
+    np.testing.assert_array_equal(activation(g, x, "stem"), stem)
+    conv = inner[0].forward(stem[:, 2:])
+    np.testing.assert_array_equal(activation(g, x, "b.0"), conv)
+    np.testing.assert_array_equal(activation(g, x, "cat"), g.forward(x))

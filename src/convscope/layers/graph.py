@@ -311,19 +311,32 @@ class Graph(Layer):
     # ----- running ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         x = self._check_input(x)
+        y = self.run(x, train)
+        self._cache = True
+        self._out_shape = y.shape
+        return y
+
+    def run(self, x: np.ndarray, train: bool = False, call=None) -> np.ndarray:
+        """Run the nodes in order on a checked batch ``x``; each tensor is freed after its last
+        reader. ``call(node, layer, xs, default)`` may replace how one node is run (viz uses it
+        to stop inside a node); ``default(layer, xs)`` is the ordinary run, returning
+        {tensor name: array}."""
         values: Dict[str, np.ndarray] = {INPUT: x}
         remaining = {ref: len(users) for ref, users in self.consumers().items()}
         output = self.outputs[0]
         for node in self.order:
             layer = self._runner(node)
             xs = [values[r] for r in node.inputs]
-            try:
+
+            def default(layer, xs, node=node):
                 if getattr(layer, "arity", 1) is None:
-                    produced = {node.name: layer.forward_multi(xs, train)}
-                elif _multi(layer):
-                    produced = {f"{node.name}:{i}": y for i, y in enumerate(layer.forward_outputs(xs[0], train))}
-                else:
-                    produced = {node.name: layer.forward(xs[0], train)}
+                    return {node.name: layer.forward_multi(xs, train)}
+                if _multi(layer):
+                    return {f"{node.name}:{i}": y for i, y in enumerate(layer.forward_outputs(xs[0], train))}
+                return {node.name: layer.forward(xs[0], train)}
+
+            try:
+                produced = default(layer, xs) if call is None else call(node, layer, xs, default)
             except ConvscopeError as error:
                 raise ConvscopeError(f"node {node.name!r} ({layer.type_name}): {error}") from None
             values.update(produced)
@@ -331,10 +344,7 @@ class Graph(Layer):
                 remaining[ref] -= 1
                 if remaining[ref] == 0 and ref != output:
                     values.pop(ref, None)
-        self._cache = True
-        y = values[output]
-        self._out_shape = y.shape
-        return y
+        return values[output]
 
     __call__ = forward
 

@@ -372,6 +372,9 @@ class _MultiOutput(_ShapeLayer):
         raise ConvscopeError(f"{self.type_name} has several outputs: use it as a cs.Graph node and name "
                              f"its outputs {names}")
 
+    def _forward(self, x, train):
+        self.output_shape(x.shape[1:])  # the one-line error: a single output does not exist
+
     def _build(self, input_shape, rng, dtype):
         shapes = self.output_shapes(input_shape)
         self.input_shape, self.dtype, self._cache = tuple(input_shape), np.dtype(dtype), None
