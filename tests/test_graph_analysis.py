@@ -121,3 +121,17 @@ def test_train_a_graph_checkpoint_and_reload(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
     again = load_checkpoint(out / "model.npz").model
     np.testing.assert_array_equal(ck.model.forward(x), again.forward(x))
+
+
+def test_explanations_of_merge_and_shape_rows():
+    """Each new row explains its shape with the numbers: the concat sums its inputs' sizes on
+    the axis, the broadcast names both shapes, the split lists its pieces, the mean its count."""
+    g = cs.Graph([("halves", L.Chunk(2), "input"), ("gate", L.Mean((2, 3), keepdim=True), "halves:1"),
+                  ("scaled", L.Mul(), ["halves:0", "gate"]), ("cat", L.Cat(), ["scaled", "input"])], "cat")
+    report = cs.analyze(g, (6, 4, 4))
+    assert report.row("halves").explain()[0] == \
+        "chunk on axis 1 (batch = 0): 6 = 3 + 3; pieces :0 to :1 = 3×4×4, 3×4×4"
+    assert report.row("gate").explain()[0].endswith("each output the average of 16 values")
+    assert "broadcast 3×4×4, 3×1×1" in report.row("scaled").explain()[0]
+    assert report.row("cat").explain()[0].startswith("axis 1 (batch = 0): 3 + 6 = 9")
+    assert report.row("halves").memory_bytes == 96 * 4  # both pieces

@@ -51,9 +51,26 @@ def derive(row) -> List[str]:
 
 # ----- shapes -----------------------------------------------------------------------------
 
+def _declared_shape_lines(row, layer, x, y) -> Optional[List[str]]:
+    """The layer's own explanation (``shape_derivation``; merges and splits see every shape)."""
+    if row.container or layer is None:
+        return None
+    if hasattr(layer, "shape_derivation_multi"):
+        multi_out = getattr(layer, "multi_output", False)
+        ins = [x] if multi_out or not row.branch_shapes else list(row.branch_shapes)
+        outs = list(row.branch_shapes) if multi_out and row.branch_shapes else [y]
+        return layer.shape_derivation_multi(ins, outs)
+    if hasattr(layer, "shape_derivation"):
+        return layer.shape_derivation(x, y)
+    return None
+
+
 def _shape_lines(row) -> List[str]:
     kind, layer = row.type, row.layer
     x, y = tuple(row.input_shape), tuple(row.output_shape)
+    own = _declared_shape_lines(row, layer, x, y)
+    if own:
+        return own
     if kind in _CONV or kind == "locally_connected2d" or (
             "pool" in kind and "adaptive" not in kind and isinstance(row.window, tuple)):
         return _window_shape_lines(row)

@@ -99,7 +99,11 @@ class MergeLayer(Layer):
         return merge_desc(self)
 
     def shape_derivation(self, input_shape, output_shape):
-        return None
+        return self.shape_derivation_multi([tuple(input_shape)], [tuple(output_shape)])
+
+    def shape_derivation_multi(self, shapes, outputs) -> List[str]:
+        """Explanation lines for the output shape, given every input's shape."""
+        return []
 
 
 def broadcast_shape(shapes: Sequence[Shape], verb: str, names=None) -> Shape:
@@ -132,6 +136,13 @@ class _Arithmetic(MergeLayer):
 
     def other_ops_multi(self, shapes, output_shape):
         return {self.category: int(np.prod(output_shape)) * (len(shapes) - 1)}
+
+    def shape_derivation_multi(self, shapes, outputs):
+        listed = ", ".join(format_shape(s) for s in shapes)
+        if all(tuple(s) == tuple(outputs[0]) for s in shapes):
+            return [f"{self.type_name} of {len(shapes)} inputs of equal shape {format_shape(outputs[0])}, element by element"]
+        return [f"broadcast {listed} (aligned at the right; a size 1 stretches to the other size) "
+                f"→ {format_shape(outputs[0])}, then {self.verb} element by element"]
 
     def to_onnx(self, g, inputs, path):
         out = inputs[0]
@@ -234,6 +245,12 @@ class Cat(MergeLayer):
                     "adjust the padding or stride of one branch")
         total = sum(int(s[axis - 1]) for s in shapes)
         return first[:axis - 1] + (total,) + first[axis:]
+
+    def shape_derivation_multi(self, shapes, outputs):
+        axis = self._axis(shapes[0])
+        sizes = " + ".join(str(s[axis - 1]) for s in shapes)
+        return [f"axis {axis} (batch = 0): {sizes} = {outputs[0][axis - 1]}; every other axis equal: "
+                f"{' + '.join(format_shape(s) for s in shapes)} → {format_shape(outputs[0])}"]
 
     def _forward_multi(self, xs, train):
         axis = self._axis(xs[0].shape[1:])

@@ -115,6 +115,11 @@ class Reshape(_ShapeLayer):
         out = self.output_shape(input_shape)
         return None if tuple(out[1:]) == tuple(input_shape[1:]) else "global"
 
+    def shape_derivation(self, input_shape, output_shape):
+        inferred = "" if -1 not in self.shape else f" (-1 = {prod(input_shape):,} / {prod(s for s in self.shape if s != -1):,})"
+        return [f"reshape {format_shape(input_shape)} → {format_shape(output_shape)}{inferred}; "
+                f"count unchanged: {prod(output_shape):,}"]
+
     def _op(self, x):
         self._cache = x.shape
         return x.reshape((x.shape[0],) + self.output_shape(x.shape[1:])).copy()
@@ -160,6 +165,11 @@ class Permute(_ShapeLayer):
     def window(self, input_shape):
         perm = self._perm(input_shape)
         return None if perm == tuple(range(len(perm))) else "global"
+
+    def shape_derivation(self, input_shape, output_shape):
+        perm = self._perm(input_shape)
+        return [f"axis i of the output is axis dims[i] of the input, dims = {list(perm)}: "
+                f"{format_shape(input_shape)} → {format_shape(output_shape)}"]
 
     def _op(self, x):
         perm = self._perm(x.shape[1:])
@@ -226,6 +236,11 @@ class ChannelShuffle(_ShapeLayer):
                                  f"{self.groups}, got {format_shape(input_shape)}")
         return tuple(input_shape)
 
+    def shape_derivation(self, input_shape, output_shape):
+        c, g = input_shape[0], self.groups
+        return [f"channels viewed as {g}×{c // g}, transposed to {c // g}×{g} and flattened: output channel "
+                f"i·{g} + k is input channel k·{c // g} + i; shape unchanged {format_shape(output_shape)}"]
+
     def _op(self, x):
         self._cache = True
         return ops.channel_shuffle(x, self.groups)
@@ -281,6 +296,12 @@ class Pad(_ShapeLayer):
             return None
         return tuple((1, 1, lo, 1) for lo, _ in widths)
 
+    def shape_derivation(self, input_shape, output_shape):
+        widths = ops.pad_widths(self.pad, len(input_shape))
+        parts = [f"{n} + {lo} + {hi} = {m}" for n, (lo, hi), m in zip(input_shape, widths, output_shape) if lo or hi]
+        return [f"per padded axis, size + before + after: {'; '.join(parts) or 'nothing padded'} → "
+                f"{format_shape(output_shape)}"]
+
     def _op(self, x):
         self.output_shape(x.shape[1:])
         self._cache = True
@@ -334,6 +355,13 @@ class Mean(_ShapeLayer):
     def other_ops(self, input_shape, output_shape):
         return {"pooling": prod(input_shape)}
 
+    def shape_derivation(self, input_shape, output_shape):
+        axes = self._axes(input_shape)
+        count = prod(input_shape[a - 1] for a in axes)
+        return [f"mean over axes {list(axes)} (batch = 0){', kept as size 1' if self.keepdim else ''}: "
+                f"{format_shape(input_shape)} → {format_shape(output_shape) or 'a scalar'}, each output the "
+                f"average of {count:,} values"]
+
     def _op(self, x):
         axes = self._axes(x.shape[1:])
         self._cache = (x.shape, axes)
@@ -382,6 +410,12 @@ class _MultiOutput(_ShapeLayer):
 
     def window(self, input_shape):
         return None
+
+    def shape_derivation_multi(self, shapes, outputs):
+        axis = self._axis(shapes[0])
+        sizes = self.sizes(shapes[0])
+        return [f"{self.type_name} on axis {axis} (batch = 0): {shapes[0][axis - 1]} = {' + '.join(map(str, sizes))}; "
+                f"pieces :0 to :{len(sizes) - 1} = {', '.join(format_shape(s) for s in self.output_shapes(shapes[0]))}"]
 
     def forward_outputs(self, x, train=False) -> List[np.ndarray]:
         x = self._check_input(x)
