@@ -71,3 +71,15 @@ def test_feature_maps_of_a_node_inside_a_graph():
     conv = inner[0].forward(stem[:, 2:])
     np.testing.assert_array_equal(activation(g, x, "b.0"), conv)
     np.testing.assert_array_equal(activation(g, x, "cat"), g.forward(x))
+
+
+def test_stage_mode_folds_activations_and_norms_into_the_box_above():
+    """Dense block in stages: per dense layer [norm1 + relu1], [conv1 + norm2 + relu2], [conv2],
+    plus the three concats: 12 boxes and the input box, every node still named."""
+    from test_graph_blocks import dense_block
+    graph = dense_block()
+    diagram = layout(graph, (4, 5, 5), detail="stages")
+    assert len(diagram.boxes) == 13
+    assert sorted(n for box in diagram.boxes for n in box.names) == sorted(n.name for n in graph.nodes)
+    conv1 = next(box for box in diagram.boxes if box.names[:1] == ["denselayer1.conv1"])
+    assert conv1.names == ["denselayer1.conv1", "denselayer1.norm2", "denselayer1.relu2"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from ..errors import format_shape
-from .diagram import GAP, HGAP, JOIN_W, Edge, _Builder, _Piece, call_text, family
+from .diagram import AUTO_STAGE_LIMIT, FOLDED, GAP, HGAP, JOIN_W, Edge, _Builder, _Piece, _count_leaves, call_text, family
 
 RANK_GAP = GAP + 22   # vertical gap between ranks: room for turning arrows
 LANE_STEP = 12        # px between skip lanes
@@ -26,12 +26,34 @@ def _producer(ref: str) -> str:
     return base if base and index.isdigit() else ref
 
 
-def _node_piece(builder: _Builder, path: str, node) -> _Piece:
+def _plain(layer) -> bool:
+    return (getattr(layer, "arity", 1) == 1 and not getattr(layer, "multi_output", False)
+            and not layer.children())
+
+
+def _heads(graph, stages: bool) -> Dict[str, str]:
+    """node -> the node whose box shows it. In stage mode an activation, norm or dropout that
+    is the only reader of a plain layer is folded into that layer's box (listed on its last line)."""
+    head: Dict[str, str] = {}
+    readers = graph.consumers()
+    for node in graph.order:
+        head[node.name] = node.name
+        if not stages or node.layer.type_name not in FOLDED or not _plain(node.layer) or len(node.inputs) != 1:
+            continue
+        ref = node.inputs[0]
+        if ref == "input" or ref != _producer(ref):
+            continue
+        if _plain(graph.node(ref).layer) and readers.get(ref) == [node.name]:
+            head[node.name] = head[ref]
+    return head
+
+
+def _node_piece(builder: _Builder, path: str, node, folded) -> _Piece:
     layer = node.layer
     multi_in = getattr(layer, "arity", 1) is None
     multi_out = bool(getattr(layer, "multi_output", False))
     if not (multi_in or multi_out):
-        return builder.node(path, layer, [])
+        return builder.node(path, layer, folded)
     row = builder.rows[path]
     word = "concat" if layer.type_name == "cat" else call_text(layer)
     if multi_out:
@@ -48,19 +70,30 @@ def _node_piece(builder: _Builder, path: str, node) -> _Piece:
 def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
     """The layout piece of ``graph`` whose node rows are named ``prefix + node name``; its top
     centre is where the input arrives, its bottom centre the output node's box."""
+    head = _heads(graph, builder.stages)
+    head["input"] = "input"
+    drawn = [node for node in graph.order if head[node.name] == node.name]
+    folded: Dict[str, list] = {node.name: [] for node in drawn}
+    for node in graph.order:
+        if head[node.name] != node.name:
+            folded[head[node.name]].append((f"{prefix}{node.name}", node.layer))
+
+    def source(ref: str) -> str:
+        return head[_producer(ref)]
+
     rank: Dict[str, int] = {"input": 0}
-    for node in graph.order:
-        rank[node.name] = 1 + max(rank[_producer(r)] for r in node.inputs)
-    pieces = {node.name: _node_piece(builder, f"{prefix}{node.name}", node) for node in graph.order}
+    for node in drawn:
+        rank[node.name] = 1 + max(rank[source(r)] for r in node.inputs)
+    pieces = {node.name: _node_piece(builder, f"{prefix}{node.name}", node, folded[node.name]) for node in drawn}
     levels: List[List] = [[] for _ in range(max(rank.values()) + 1)]
-    for node in graph.order:
+    for node in drawn:
         levels[rank[node.name]].append(node)
     heights = [0.0] + [max(pieces[n.name].height for n in level) for level in levels[1:]]
     widths = [0.0] + [sum(pieces[n.name].width for n in level) + HGAP * (len(level) - 1) for level in levels[1:]]
     long_sources = []
-    for node in graph.order:
+    for node in drawn:
         for ref in node.inputs:
-            src = _producer(ref)
+            src = source(ref)
             if rank[node.name] - rank[src] > 1 and src not in long_sources:
                 long_sources.append(src)
     lanes = len(long_sources) * LANE_STEP + (HGAP if long_sources else 0)
@@ -75,7 +108,7 @@ def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
         y = top
         for r, level in enumerate(levels[1:], start=1):
             y += heights[r - 1] + RANK_GAP
-            level.sort(key=lambda n: sum(xs[_producer(i)] for i in n.inputs) / len(n.inputs))
+            level.sort(key=lambda n: sum(xs[source(i)] for i in n.inputs) / len(n.inputs))
             left = cx - widths[r] / 2
             for node in level:
                 piece = pieces[node.name]
@@ -84,15 +117,16 @@ def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
                 piece.place(xs[node.name], y, diagram)
                 left += piece.width + HGAP
         lane_x = {src: cx - content / 2 - HGAP - i * LANE_STEP for i, src in enumerate(long_sources)}
-        for node in graph.order:
+        for node in drawn:
             k = len(node.inputs)
             step = min(ARRIVE_STEP, pieces[node.name].width / (k + 1))
             arrow = pieces[node.name].opens_with_box
             for i, ref in enumerate(node.inputs):
-                src = _producer(ref)
+                src = source(ref)
                 sx, sy = xs[src], bottoms[src]
                 ax, ay = xs[node.name] + (i - (k - 1) / 2) * step, tops[node.name]
-                turn = ay - RANK_GAP / 2
+                # arrows into one box turn at slightly different heights so they stay apart
+                turn = ay - RANK_GAP / 2 + (i - (k - 1) / 2) * min(4.0, (RANK_GAP / 2 - 6) / k)
                 if rank[node.name] - rank[src] > 1:
                     lx = lane_x[src]
                     leave = sy + RANK_GAP / 3
@@ -102,7 +136,7 @@ def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
                 diagram.edges.append(Edge(points, arrow=arrow))
 
     result = _Piece(width, height, place, opens_with_box=False)
-    result.last_box = pieces[graph.outputs[0]].last_box
+    result.last_box = pieces[source(graph.outputs[0])].last_box
     return result
 
 
@@ -114,6 +148,8 @@ def graph_layout(model, input_shape, *, detail: str, name: str):
     report = analyze(model, input_shape)
     rows = {row.name: row for row in report.layers}
     longest = max([len(f"{r.name}  {call_text(r.layer)}") for r in report.layers if not r.container] + [24])
-    builder = _Builder(rows, detail == "stages", max(230, min(420, 7 * longest + 16)))
+    stages = detail == "stages" or (detail == "auto" and _count_leaves(model) > AUTO_STAGE_LIMIT)
+    builder = _Builder(rows, stages, max(230, min(420, 7 * longest + 16)))
     return frame(builder, graph_piece(builder, "", model), report, name, report.output,
-                 f"graph of {len(model.nodes)} nodes")
+                 f"graph of {len(model.nodes)} nodes" + (", activations and norms folded into the box above"
+                                                         if stages else ""))
