@@ -74,8 +74,9 @@ def _check_keys(kwargs: dict, allowed: set, path: str) -> None:
             raise ConvscopeError(f"{path}: unknown key {key!r}{_suggest(key, allowed)}")
 
 
-def from_spec(spec: Any) -> Sequential:
-    """Model from a spec document ``{"input": [C, H, W] (optional), "layers": [...]}``.
+def from_spec(spec: Any) -> Layer:
+    """Model from a spec document ``{"input": [C, H, W] (optional), "layers": [...]}`` (a
+    Sequential) or ``{"input"?, "type": "graph", "nodes": [...], "outputs": [...]}`` (a Graph).
 
     A bare list of layer entries is accepted too. The model is unbuilt; when the spec has an
     ``input``, ``model.build()`` needs no argument.
