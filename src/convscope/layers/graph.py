@@ -434,14 +434,22 @@ class Graph(Layer):
         lines.append(f"  outputs: {', '.join(self.outputs)}")
         return "Graph(\n" + "\n".join(lines) + "\n)"
 
+    def other_ops(self, input_shape, output_shape):
+        return {}  # a graph's own row: its nodes have the counts
+
+    @classmethod
+    def from_spec_entry(cls, kwargs, path, parse):
+        from ..spec.document import layer_from_entry
+        from ..spec.graph import graph_from_entry
+        return graph_from_entry(kwargs, path, layer_from_entry)
+
     def torch_desc(self, path: str):
         from ..interop.graph_torch import graph_desc
         return graph_desc(self, path)
 
     def to_onnx(self, g, inputs, path):
         from ..interop.graph_torch import graph_to_onnx
-        from ..interop.onnx_export import _emit
-        return graph_to_onnx(self, g, inputs, path, _emit)
+        return graph_to_onnx(self, g, inputs, path)
 
     @classmethod
     def examples(cls):

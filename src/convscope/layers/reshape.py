@@ -143,6 +143,13 @@ class Permute(_ShapeLayer):
     is ``(0, 2, 3, 1)``. Backward applies the inverse permutation."""
 
     type_name = "permute"
+    onnx_op = "Transpose"
+
+    @classmethod
+    def from_onnx_attributes(cls, attributes):
+        if set(attributes) - {"perm"} or "perm" not in attributes:
+            raise ConvscopeError(f"reads Transpose with a 'perm' only, got {sorted(attributes)}")
+        return cls(list(attributes["perm"]))
 
     def __init__(self, dims):
         super().__init__()
@@ -192,6 +199,7 @@ class Transpose(Permute):
     """``torch.transpose(x, dim0, dim1)``: swap two non-batch axes."""
 
     type_name = "transpose"
+    onnx_op = None  # ONNX Transpose is read as a permute
 
     def __init__(self, dim0: int, dim1: int):
         Layer.__init__(self)
@@ -328,6 +336,13 @@ class Mean(_ShapeLayer):
     keeps 1×1). Backward gives each averaged element dL/dy divided by the count."""
 
     type_name = "mean"
+    onnx_op = "ReduceMean"
+
+    @classmethod
+    def from_onnx_attributes(cls, attributes):
+        if set(attributes) - {"axes", "keepdims"} or "axes" not in attributes:
+            raise ConvscopeError(f"reads ReduceMean with 'axes' (and 'keepdims') only, got {sorted(attributes)}")
+        return cls(list(attributes["axes"]), keepdim=bool(attributes.get("keepdims", 1)))  # ONNX keeps by default
 
     def __init__(self, dim, keepdim: bool = False):
         super().__init__()

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Dict, List, Tuple
 
 from ..errors import format_shape
-from .diagram import AUTO_STAGE_LIMIT, FOLDED, GAP, HGAP, JOIN_W, Edge, _Builder, _Piece, _count_leaves, call_text, family
+from ..layers.base import declared_family
+from .diagram import AUTO_STAGE_LIMIT, GAP, HGAP, JOIN_W, Edge, _Builder, _Piece, _count_leaves, call_text, folds
 
 RANK_GAP = GAP + 22   # vertical gap between ranks: room for turning arrows
 LANE_STEP = 12        # px between skip lanes
@@ -38,7 +39,7 @@ def _heads(graph, stages: bool) -> Dict[str, str]:
     readers = graph.consumers()
     for node in graph.order:
         head[node.name] = node.name
-        if not stages or node.layer.type_name not in FOLDED or not _plain(node.layer) or len(node.inputs) != 1:
+        if not stages or not folds(node.layer) or not _plain(node.layer) or len(node.inputs) != 1:
             continue
         ref = node.inputs[0]
         if ref == "input" or ref != _producer(ref):
@@ -64,7 +65,7 @@ def _node_piece(builder: _Builder, path: str, node, folded) -> _Piece:
         lines = [f"{path}  {word}", f"{len(node.inputs)} inputs → {format_shape(row.output_shape)}"]
     width = max(JOIN_W, min(builder.box_width, 7 * max(len(l) for l in lines) + 16))
     tooltip = f"{path}: {layer!r} of {', '.join(node.inputs)}"
-    return builder.box_piece(lines, "join" if multi_in else family(layer.type_name), [path], width, tooltip)
+    return builder.box_piece(lines, declared_family(layer), [path], width, tooltip)
 
 
 def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
@@ -135,7 +136,13 @@ def graph_piece(builder: _Builder, prefix: str, graph) -> _Piece:
                     points = [(sx, sy), (sx, turn), (ax, turn), (ax, ay)]
                 diagram.edges.append(Edge(points, arrow=arrow))
 
-    result = _Piece(width, height, place, opens_with_box=False)
+    def place_named(cx, top, diagram):
+        place(cx, top, diagram)
+        last = pieces[source(graph.outputs[0])].last_box
+        if prefix and last is not None:  # a nested graph is named on its output box, as a join is
+            last().names.append(prefix[:-1])
+
+    result = _Piece(width, height, place_named, opens_with_box=False)
     result.last_box = pieces[source(graph.outputs[0])].last_box
     return result
 
