@@ -58,11 +58,17 @@ def built(layer, shape, dtype=np.float64, seed: int = 0):
     return model
 
 
+def _every_layer(layer):
+    yield layer
+    for _, child in layer.children():
+        yield from _every_layer(child)
+
+
 def deterministic_in_training(model, shape) -> bool:
-    """False when two training forwards of one input differ (dropout's masks): such a model
-    is compared in inference mode."""
-    x = np.random.default_rng(5).standard_normal((2,) + tuple(shape))
-    return np.array_equal(model.forward(x, train=True), model.forward(x, train=True))
+    """False when a layer of the model draws random numbers in training (dropout's masks,
+    stochastic depth's drops): such a model is compared in inference mode. Asked of the
+    layers rather than measured, since two forwards at batch 1 can draw the same mask."""
+    return not any(layer.random_in_training for layer in _every_layer(model))
 
 
 def _gradcheck(model, shape, batch: int) -> None:
@@ -100,13 +106,14 @@ def check_torch(layer, shape, batch: int = 2) -> None:
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     ty = module(tx)
     ty.backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TOL, atol=TOL, err_msg="forward differs from torch")
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TOL, atol=TOL, err_msg="dL/dx differs from torch")
+    tol = max(TOL, *(layer.torch_tolerance for layer in _every_layer(model)))  # looser where torch rounds
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=tol, atol=tol, err_msg="forward differs from torch")
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=tol, atol=tol, err_msg="dL/dx differs from torch")
     theirs = dict(module.named_parameters())
     ours = dict(model.named_parameters())
     assert sorted(ours) == sorted(theirs), f"parameter names differ: {sorted(ours)} vs {sorted(theirs)}"
     for name, p in ours.items():
-        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=TOL, atol=TOL,
+        np.testing.assert_allclose(p.grad, theirs[name].grad.numpy(), rtol=tol, atol=tol,
                                    err_msg=f"dL/d{name} differs from torch")
 
 

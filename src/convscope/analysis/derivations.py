@@ -14,19 +14,13 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from ..equations import count_equation as eq  # re-exported: layer modules derive with it
 from ..errors import format_count as fc
 from ..errors import format_shape
 from ..shapes import adaptive_window, conv_output_size, prod, resolve_padding
 from .describe import axis_names
 from .receptive import derivation as field_derivation
 
-def eq(symbols: str, values: str, result: int, rule: Optional[int] = None) -> str:
-    """``symbols = values = result``; when the layer's rule disagrees its number wins, flagged."""
-    if rule is not None and rule != result:
-        return f"{symbols} = {fc(rule)} (the layer's rule; the formula gives {fc(result)})"
-    if values == fc(result):
-        return f"{symbols} = {values}"
-    return f"{symbols} = {values} = {fc(result)}"
 
 
 def derive(row) -> List[str]:

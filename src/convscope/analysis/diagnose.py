@@ -16,7 +16,7 @@ message and adds where its input came from.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from ..errors import ConvscopeError, format_count, format_shape
 from ..shapes import conv_output_size, prod, resolve_padding
@@ -167,13 +167,3 @@ def _tuple(value, like: tuple) -> tuple:
     if isinstance(value, int):
         return (value,) * len(like)
     return tuple(value)
-
-
-def check(model, input_shape) -> List[str]:
-    """Problems with ``model`` on ``input_shape`` as sentences (empty when it fits)."""
-    from .report import analyze
-    try:
-        analyze(model, input_shape)
-    except ConvscopeError as error:
-        return [str(error)]
-    return []

@@ -39,13 +39,10 @@ def _multi(layer) -> bool:
 
 
 def _own_ops(row, layer, shapes: Sequence[Shape], out: Shape) -> None:
-    """Other-op counts from the layer's own declaration, where it makes one."""
-    if hasattr(layer, "other_ops_multi"):
-        ops = layer.other_ops_multi(list(shapes), out)
-    elif hasattr(layer, "other_ops") and not hasattr(Layer, "other_ops"):
-        ops = layer.other_ops(shapes[0], out)  # until the registry's dispatch calls every hook
-    else:
-        return
+    """A merge's other-op counts depend on how many inputs it has (other_ops sees one shape)."""
+    if not hasattr(layer, "other_ops_multi"):
+        return  # single-input layers: counting already asked their other_ops
+    ops = layer.other_ops_multi(list(shapes), out)
     ops = {k: int(v) for k, v in ops.items() if v}
     if "bias_adds" in row.other_ops:
         ops.setdefault("bias_adds", row.other_ops["bias_adds"])

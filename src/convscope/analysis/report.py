@@ -365,3 +365,13 @@ def analyze(model: Layer, input_shape: Optional[Sequence[int]] = None, *, dtype=
         out, fld = walker.walk(model, model.type_name, 0, shape, fld, history)
     return Report(shape, out, walker.rows, np.dtype(dtype).name, int(batch_size), fld,
                   peak_activation_bytes(model, shape, itemsize, int(batch_size)))
+
+
+def check(model, input_shape) -> List[str]:
+    """Problems with ``model`` on ``input_shape`` as sentences (empty when it fits); each is
+    :mod:`.diagnose`'s sentence for the first layer that cannot take its input."""
+    try:
+        analyze(model, input_shape)
+    except ConvscopeError as error:
+        return [str(error)]
+    return []

@@ -65,7 +65,7 @@ class ReLU(_Elementwise):
         return act.relu_forward(x)
 
     def _op_backward(self, dy, cache):
-        return act.relu_backward(dy, cache)
+        return act.relu_backward(dy, cache, self.workspace)
 
 
 @register
@@ -83,7 +83,7 @@ class ReLU6(_Elementwise):
         return act.relu6_forward(x)
 
     def _op_backward(self, dy, cache):
-        return act.relu6_backward(dy, cache)
+        return act.relu6_backward(dy, cache, self.workspace)
 
 
 @register
@@ -215,6 +215,7 @@ class Dropout(Layer):
 
     type_name = "dropout"
     has_train_mode = True
+    random_in_training = True
     family = "shape"
     diagram_fold = True
     torch_class = "Dropout"

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ConvscopeError
+from ..ops.workspace import Budget, Workspace
 
 Shape = Tuple[int, ...]
 
@@ -61,6 +62,13 @@ class Layer:
     type_name: str = ""
     #: True for layers whose forward differs between training and inference.
     has_train_mode: bool = False
+    #: True for layers whose training forward draws random numbers (dropout, stochastic
+    #: depth): finite differences of such a forward are meaningless, so checks use eval mode.
+    random_in_training: bool = False
+    #: How closely the PyTorch counterpart agrees in float64 (relative and absolute). Looser
+    #: only where torch itself rounds: nn.Hardsigmoid's backward multiplies by 1/6 as a
+    #: float32 constant even in float64, so its dL/dx agrees to about 3e-8, not 1e-15.
+    torch_tolerance: float = 1e-9
 
     # ----- the declaration protocol (docs/adding-a-layer.md) --------------------------------
     # Analysis, pictures and exchange loop over the registry and call these hooks; they keep no
@@ -94,6 +102,7 @@ class Layer:
         self._buffers: Dict[str, np.ndarray] = {}
         self._cache = None
         self._input_grad = True  # False during a backward whose caller does not need dL/dx
+        self._workspace: Optional[Workspace] = None
 
     # ----- shape rules (pure: no weights needed) --------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -209,7 +218,24 @@ class Layer:
         shape = _check_shape(input_shape)
         self._build(shape, _as_generator(seed), np.dtype(dtype))
         self._name_parameters("")
+        self._give_workspaces(Budget())
         return self
+
+    @property
+    def workspace(self) -> Workspace:
+        """This layer's scratch buffers, passed to its ops and reused across calls (see
+        :mod:`convscope.ops.workspace`). The layers of a built model share one byte
+        :class:`~convscope.ops.workspace.Budget`; a layer used alone gets its own."""
+        ws = getattr(self, "_workspace", None)
+        if ws is None:
+            ws = self._workspace = Workspace()
+        return ws
+
+    def _give_workspaces(self, budget: Budget) -> None:
+        """A workspace of its own for this layer and every sub-layer, all under ``budget``."""
+        self._workspace = Workspace(budget)
+        for _, child in self.children():
+            child._give_workspaces(budget)
 
     def _build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         output = self.output_shape(input_shape)  # validates before anything is allocated

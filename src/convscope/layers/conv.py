@@ -125,8 +125,6 @@ class _ConvNd(Layer):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, in_channels=None):
         super().__init__()
-        # Per-layer scratch the fast path reuses across calls of the same shape (see ops.conv).
-        self._work: dict = {}
         owner = self.type_name
         self.out_channels = _positive_int(out_channels, "out_channels", owner)
         self.kernel_size = _sizes(kernel_size, self.ndim, "kernel_size", owner)
@@ -293,7 +291,7 @@ class Conv2d(_ConvNd):
         _check_channels(self, x)
         w, b = self._weights()
         y, self._cache = conv2d_forward(x, w, b, self.stride, self._pads(), self.dilation, self.groups,
-                                         buffers=self._work)
+                                         workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -330,7 +328,7 @@ class Conv1d(_ConvNd):
         _check_channels(self, x)
         w, b = self._weights()
         y, self._cache = conv1d_forward(x, w, b, self.stride, self._pads()[0], self.dilation,
-                                        self.groups, buffers=self._work)
+                                        self.groups, workspace=self.workspace)
         self._out_shape = y.shape
         return y
 

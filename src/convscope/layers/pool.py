@@ -101,8 +101,8 @@ class _Pool(Layer):
                 f"({_axes_count(input_shape)}); give it channels and {self.spatial} spatial "
                 f"axis{'es' if self.spatial > 1 else ''}")
 
-    def _run(self, forward, x, *args):
-        y, self._cache = forward(x, *args)
+    def _run(self, forward, x, *args, **kwargs):
+        y, self._cache = forward(x, *args, **kwargs)
         self._out_shape = y.shape
         return y
 
@@ -195,7 +195,8 @@ class MaxPool2d(_MaxPool, _SlidingPool):
     def _forward(self, x, train):
         # Inference skips recording the argmax; a backward after it recomputes the index.
         y, self._cache = ops.max_pool2d_forward(x, self.kernel_size, self.strides, self.padding,
-                                                self.dilation, self.ceil_mode, record_argmax=train)
+                                                self.dilation, self.ceil_mode, record_argmax=train,
+                                                workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -225,7 +226,8 @@ class MaxPool1d(_MaxPool, _SlidingPool):
 
     def _forward(self, x, train):
         (k,), (s,), (p,), (d,) = self.kernel_size, self.strides, self.padding, self.dilation
-        y, self._cache = ops.max_pool1d_forward(x, k, s, p, d, self.ceil_mode, record_argmax=train)
+        y, self._cache = ops.max_pool1d_forward(x, k, s, p, d, self.ceil_mode, record_argmax=train,
+                                                workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -274,7 +276,8 @@ class AvgPool2d(_AvgPool, _SlidingPool):
 
     def _forward(self, x, train):
         return self._run(ops.avg_pool2d_forward, x, self.kernel_size, self.strides, self.padding,
-                         self.ceil_mode, self.count_include_pad, self.divisor_override)
+                         self.ceil_mode, self.count_include_pad, self.divisor_override,
+                         workspace=self.workspace)
 
     def _backward(self, dy):
         return ops.avg_pool2d_backward(dy, self._cache)
@@ -305,7 +308,8 @@ class AvgPool1d(_AvgPool, _SlidingPool):
 
     def _forward(self, x, train):
         (k,), (s,), (p,) = self.kernel_size, self.strides, self.padding
-        return self._run(ops.avg_pool1d_forward, x, k, s, p, self.ceil_mode, self.count_include_pad)
+        return self._run(ops.avg_pool1d_forward, x, k, s, p, self.ceil_mode, self.count_include_pad,
+                         workspace=self.workspace)
 
     def _backward(self, dy):
         return ops.avg_pool1d_backward(dy, self._cache)
