@@ -117,6 +117,21 @@ def check_torch(layer, shape, batch: int = 2) -> None:
                                    err_msg=f"dL/d{name} differs from torch")
 
 
+def check_onnx_export(layer, shape, batch: int = 2) -> None:
+    """``to_onnx`` then ONNX Runtime within 1e-5 of convscope (without reading it back)."""
+    import onnxruntime as ort
+
+    model = built(copy_of(layer), shape)
+    x = np.random.default_rng(4).standard_normal((batch,) + tuple(shape))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "net.onnx")
+        cs.interop.to_onnx(model, path)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": x.astype(np.float32)})
+    np.testing.assert_allclose(got, model.forward(x, train=False), rtol=1e-5, atol=1e-5,
+                               err_msg="ONNX Runtime differs from convscope")
+
+
 def check_onnx(layer, shape, batch: int = 2) -> None:
     import onnxruntime as ort
 

@@ -73,14 +73,19 @@ def _batched(test: str):
     return cases
 
 
+def _uses(model, cls) -> bool:
+    return any(type(child) is cls or _uses(child, cls) for _, child in model.children())
+
+
 def test_every_registered_type_has_examples():
     """Every type in the registry states at least one example of its own type."""
     missing = [f"{c.values[0]} ({c.values[3]})" for c in CASES if c.values[1] is None]
     assert not missing, f"layer types without usable examples(): {'; '.join(missing)}"
     for c in EXAMPLES:
         name, _i, layer, _shape = c.values
-        assert type(layer) is LAYER_TYPES[name] or layer.type_name == name, \
-            f"{name}: examples() returned a {type(layer).__name__}"
+        # TEAM.md: a multi-input (or multi-output) type returns a single-input model using it
+        assert type(layer) is LAYER_TYPES[name] or layer.type_name == name or _uses(layer, LAYER_TYPES[name]), \
+            f"{name}: examples() returned a {type(layer).__name__} without a {name} inside"
         assert not layer.built, f"{name}: examples() must return unbuilt layers"
     for name, cls in LAYER_TYPES.items():
         arguments = list(inspect.signature(cls.__init__).parameters)[1:]
@@ -109,9 +114,30 @@ def test_torch(name, index, layer, shape):
     check.check_torch(layer, shape)
 
 
-@pytest.mark.parametrize("name, index, layer, shape", EXAMPLES)
+#: Graph-only types whose ONNX form (written and checked in ONNX Runtime) the importer cannot read
+#: back yet: fan-out that does not join in a Concat/Add, Split, Pad, a Concat off the channel
+#: axis, a general Reshape, the channel-shuffle pattern. Issue 12 rewrites from_onnx as a graph
+#: importer; strict, so each case must be removed from here once it reads back.
+ONNX_IMPORT_PENDING = {"cat-1", "channel_shuffle-0", "channel_shuffle-1", "chunk-0", "chunk-1", "mul-0",
+                       "pad-0", "pad-1", "reshape-1", "split-0", "split-1"}
+
+
+def _onnx_cases():
+    return [pytest.param(*c.values, id=c.id, marks=pytest.mark.xfail(
+        strict=True, reason="issue 12: from_onnx cannot read this graph back yet"))
+        if c.id in ONNX_IMPORT_PENDING else c for c in EXAMPLES]
+
+
+@pytest.mark.parametrize("name, index, layer, shape", _onnx_cases())
 def test_onnx(name, index, layer, shape):
+    """to_onnx, ONNX Runtime within 1e-5, then from_onnx back (see ONNX_IMPORT_PENDING)."""
     check.check_onnx(layer, shape)
+
+
+@pytest.mark.parametrize("name, index, layer, shape", [c for c in EXAMPLES if c.id in ONNX_IMPORT_PENDING])
+def test_onnx_export_of_import_pending_types(name, index, layer, shape):
+    """The export half of test_onnx must pass now for the types waiting for issue 12."""
+    check.check_onnx_export(layer, shape)
 
 
 @pytest.mark.parametrize("name, index, layer, shape", EXAMPLES)

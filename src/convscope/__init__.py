@@ -9,7 +9,7 @@ Sequential(...)
 from . import layers
 from .errors import ConvscopeError
 from .gradcheck import gradcheck
-from .layers import Concat, Residual, Sequential
+from .layers import Concat, Graph, Residual, Sequential
 from .spec import from_spec, parse_text
 
 __version__ = "0.1.0"
@@ -29,5 +29,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'convscope' has no attribute {name!r}")
 
 
-__all__ = ["layers", "ConvscopeError", "gradcheck", "Sequential", "Concat", "Residual",
+__all__ = ["layers", "ConvscopeError", "gradcheck", "Sequential", "Concat", "Residual", "Graph",
            "from_spec", "parse_text", "analyze"]

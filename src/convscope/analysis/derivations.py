@@ -42,8 +42,18 @@ def derive(row) -> List[str]:
 
 # ----- shapes -----------------------------------------------------------------------------
 
+def _multi_shape_lines(row, layer, x, y) -> List[str]:
+    """Merges and splits explain their shape from every input (or every piece)."""
+    multi_out = getattr(layer, "multi_output", False)
+    ins = [x] if multi_out or not row.branch_shapes else list(row.branch_shapes)
+    outs = list(row.branch_shapes) if multi_out and row.branch_shapes else [y]
+    return layer.shape_derivation_multi(ins, outs)
+
+
 def _shape_lines(row) -> List[str]:
     x, y = tuple(row.input_shape), tuple(row.output_shape)
+    if row.layer is not None and hasattr(row.layer, "shape_derivation_multi") and not row.container:
+        return _multi_shape_lines(row, row.layer, x, y)
     lines = row.layer.shape_derivation(x, y) if row.layer is not None else None
     if lines is not None:
         return list(lines)
@@ -176,7 +186,8 @@ def _other_lines(row) -> List[str]:
 
 
 def _memory_line(row) -> str:
-    count = prod(row.output_shape)
+    pieces = row.branch_shapes if getattr(row.layer, "multi_output", False) else [row.output_shape]
+    count = sum(prod(s) for s in pieces)  # a split's row holds every piece
     per_element = row.memory_bytes // count if count else 0  # itemsize × batch size
     return f"memory = output elements·bytes each = {fc(count)}·{per_element} = {fc(row.memory_bytes)} bytes"
 

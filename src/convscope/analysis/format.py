@@ -72,7 +72,8 @@ def footer_lines(report) -> List[str]:
         f"{report.total_flops / 1e9:.3f} GFLOPs (1 MAC = 2 FLOPs; conv and linear only)",
         f"Other ops (not in MACs): {other}",
         f"Memory: input {human_bytes(report.input_bytes)}, activations "
-        f"{human_bytes(report.activation_bytes)}, params {human_bytes(report.param_bytes)}, "
+        f"{human_bytes(report.activation_bytes)} (peak live in inference "
+        f"{human_bytes(report.peak_activation_bytes)}), params {human_bytes(report.param_bytes)}, "
         f"buffers {human_bytes(report.buffer_bytes)}",
     ]
 

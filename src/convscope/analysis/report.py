@@ -114,6 +114,8 @@ class Report:
     dtype: str
     batch_size: int
     field: Optional[Field] = None
+    #: Peak bytes of activations alive at once in inference (analysis.graph explains the rule).
+    peak_activation_bytes: int = 0
 
     # ----- totals (each parameter once) ---------------------------------------------------
     def _counted(self) -> List[Row]:
@@ -219,6 +221,7 @@ class Report:
             "total_other_ops": self.total_other_ops,
             "memory": {"dtype": self.dtype, "batch_size": self.batch_size,
                        "input_bytes": self.input_bytes, "activation_bytes": self.activation_bytes,
+                       "peak_activation_bytes": self.peak_activation_bytes,
                        "param_bytes": self.param_bytes, "buffer_bytes": self.buffer_bytes},
             "receptive_field": self.receptive_field,
             "counting": COUNTING_NOTE,
@@ -245,6 +248,9 @@ class _Walker:
 
     def walk(self, layer: Layer, name: str, depth: int, shape: Shape, fld: Field,
              history: History) -> Tuple[Shape, Field]:
+        if layer.type_name == "graph":
+            from .graph import walk_graph
+            return walk_graph(self, layer, name, depth, shape, fld, history)
         if layer.children():
             return self._container(layer, name, depth, shape, fld, history)
         return self._leaf(layer, name, depth, shape, fld, history)
@@ -350,11 +356,15 @@ def analyze(model: Layer, input_shape: Optional[Sequence[int]] = None, *, dtype=
     walker = _Walker(shape, itemsize, int(batch_size))
     fld = Field.of_input(shape)
     history: History = []
+    from .graph import peak_activation_bytes, walk_graph
     if model.is_chain:
         out, fld = walker._chain(model.children(), "", 0, shape, fld, history)
+    elif model.type_name == "graph":  # like a Sequential: its nodes are the top-level rows
+        out, fld = walk_graph(walker, model, "", 0, shape, fld, history, own_row=False)
     else:
         out, fld = walker.walk(model, model.type_name, 0, shape, fld, history)
-    return Report(shape, out, walker.rows, np.dtype(dtype).name, int(batch_size), fld)
+    return Report(shape, out, walker.rows, np.dtype(dtype).name, int(batch_size), fld,
+                  peak_activation_bytes(model, shape, itemsize, int(batch_size)))
 
 
 def check(model, input_shape) -> List[str]:

@@ -98,6 +98,140 @@ class LocallyConnected2d(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+class Graph(nn.Module):
+    """Named nodes wired by name, run in the listed (topological) order.
+
+    ``modules[i]`` sits at the dotted path ``paths[i]`` (``"layer1.0.conv1"`` makes
+    ``layer1`` -> ``0`` -> ``conv1``), so state-dict keys equal the node names. ``wiring`` lists
+    ``[node name, path of the module it runs, input names]`` in running order: inputs name
+    ``"input"``, earlier nodes, or ``"node:i"`` for the i-th output of a node returning a tuple
+    (split, chunk); two nodes running one path share its weights.
+    """
+
+    def __init__(self, modules, paths, wiring, output):
+        super().__init__()
+        self.wiring = [(name, path, list(inputs)) for name, path, inputs in wiring]
+        self.output = output
+        for path, module in sorted(zip(paths, modules), key=lambda item: item[0].count(".")):  # parents first
+            parent, *parts = [self] + path.split(".")
+            for part in parts[:-1]:
+                if part not in parent._modules:
+                    parent.add_module(part, nn.Module())
+                parent = parent._modules[part]
+            parent.add_module(parts[-1], module)
+
+    def forward(self, x):
+        values = {"input": x}
+        for name, owner, inputs in self.wiring:
+            y = self.get_submodule(owner)(*[values[ref] for ref in inputs])
+            if isinstance(y, (tuple, list)):
+                values.update({f"{name}:{i}": piece for i, piece in enumerate(y)})
+            else:
+                values[name] = y
+        return values[self.output]
+
+
+class Add(nn.Module):
+    """``x_0 + x_1 + ...`` (broadcasting)."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = y + x
+        return y
+
+
+class Mul(nn.Module):
+    """``x_0 * x_1 * ...`` element-wise (broadcasting)."""
+
+    def forward(self, *xs):
+        y = xs[0]
+        for x in xs[1:]:
+            y = y * x
+        return y
+
+
+class Cat(nn.Module):
+    """``torch.cat(xs, dim)``."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs):
+        return torch.cat(xs, dim=self.dim)
+
+
+class Split(nn.Module):
+    """``torch.split(x, split_size_or_sections, dim)``: a tuple of pieces."""
+
+    def __init__(self, split_size_or_sections, dim=1):
+        super().__init__()
+        self.split_size_or_sections = split_size_or_sections
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.split(x, self.split_size_or_sections, dim=self.dim)
+
+
+class Chunk(nn.Module):
+    """``torch.chunk(x, chunks, dim)``: a tuple of pieces."""
+
+    def __init__(self, chunks, dim=1):
+        super().__init__()
+        self.chunks = chunks
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.chunk(x, self.chunks, dim=self.dim)
+
+
+class Reshape(nn.Module):
+    """Each sample viewed as ``shape`` (one -1 allowed): ``x.reshape(N, *shape)``."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class Permute(nn.Module):
+    """``x.permute(*dims)`` (dims of the batched tensor, batch first)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class Pad(nn.Module):
+    """``F.pad(x, pad, value=value)`` (constant mode; F.pad's order, last axis first)."""
+
+    def __init__(self, pad, value=0.0):
+        super().__init__()
+        self.pad = tuple(pad)
+        self.value = value
+
+    def forward(self, x):
+        return F.pad(x, self.pad, value=self.value)
+
+
+class Mean(nn.Module):
+    """``x.mean(dim, keepdim)``."""
+
+    def __init__(self, dim, keepdim=False):
+        super().__init__()
+        self.dim = tuple(dim) if isinstance(dim, (tuple, list)) else dim
+        self.keepdim = keepdim
+
+    def forward(self, x):
+        return x.mean(dim=self.dim, keepdim=self.keepdim)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """Layer norm over the channels of (N, C, *S), as torchvision's ConvNeXt LayerNorm2d: the
     channel axis moved last, ``nn.LayerNorm(C)``, moved back. Parameters ``weight``, ``bias`` (C,)."""
@@ -144,4 +278,5 @@ class StochasticDepth(nn.Module):
 
 
 CUSTOM = {cls.__name__: cls for cls in (Concat, Residual, GlobalAvgPool, LocallyConnected2d, LayerNorm2d,
-                                        LayerScale, StochasticDepth)}
+                                        LayerScale, StochasticDepth, Graph, Add, Mul, Cat, Split, Chunk, Reshape,
+                                        Permute, Pad, Mean)}

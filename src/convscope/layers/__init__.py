@@ -13,6 +13,9 @@ from .dense import *  # noqa: F401,F403
 from .activation import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
+from .merge import *  # noqa: F401,F403
+from .reshape import *  # noqa: F401,F403
+from .graph import Graph, Node  # noqa: F401
 from .gating import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
 from .branch import *  # noqa: F401,F403

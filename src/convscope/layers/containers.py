@@ -110,11 +110,7 @@ class Sequential(Layer):
         return shape
 
     def build(self, input_shape=None, seed=0, dtype=np.float32) -> "Sequential":
-        if input_shape is None:
-            if self.declared_input is None:
-                raise ConvscopeError("build needs the per-sample input shape, e.g. model.build((3, 32, 32))")
-            input_shape = self.declared_input
-        return super().build(input_shape, seed=seed, dtype=dtype)
+        return build_declared(self, input_shape, seed, dtype)
 
     def _build(self, input_shape, rng, dtype) -> Shape:
         self.input_shape = tuple(input_shape)
@@ -170,6 +166,15 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = "\n".join(f"  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers))
         return f"Sequential(\n{inner}\n)" if self.layers else "Sequential()"
+
+
+def build_declared(model: Layer, input_shape, seed, dtype) -> Layer:
+    """``Layer.build`` for a model that may carry its input shape (``declared_input``)."""
+    if input_shape is None:
+        if model.declared_input is None:
+            raise ConvscopeError("build needs the per-sample input shape, e.g. model.build((3, 32, 32))")
+        input_shape = model.declared_input
+    return Layer.build(model, input_shape, seed=seed, dtype=dtype)
 
 
 def _child_path(path: str, name: str) -> str:

@@ -1,7 +1,8 @@
 """The JSON spec (dict <-> model) and the one-line text form.
 
 ``from_spec({"input": [1, 8, 8], "layers": [{"type": "conv2d", "out_channels": 8, ...}]})``
-returns an unbuilt :class:`~convscope.layers.Sequential`; ``model.spec()`` goes back.
+returns an unbuilt :class:`~convscope.layers.Sequential` (a ``{"type": "graph", "nodes": [...],
+"outputs": [...]}`` document a :class:`~convscope.layers.Graph`); ``model.spec()`` goes back.
 Errors name the path inside the document, e.g.
 ``layers[3].branches[1][0]: unknown key 'kernal_size' (did you mean 'kernel_size'?)``.
 """

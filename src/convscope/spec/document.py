@@ -60,6 +60,9 @@ def layer_from_entry(entry: Any, path: str = "layers[0]") -> Layer:
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise ConvscopeError(f"{path}: unknown layer type {kind!r}{_suggest(str(kind), LAYER_TYPES)}")
     kwargs = {k: v for k, v in entry.items() if k != "type"}
+    if kind == "concat" and "branches" not in kwargs:  # the merge node (a graph's concat), not the container
+        from .graph import merge_concat
+        return merge_concat(kwargs, path)
     try:
         return LAYER_TYPES[kind].from_spec_entry(kwargs, path, EntryParser)
     except ConvscopeError as error:
@@ -76,8 +79,9 @@ def _check_keys(kwargs: dict, allowed: set, path: str) -> None:
             raise ConvscopeError(f"{path}: unknown key {key!r}{_suggest(key, allowed)}")
 
 
-def from_spec(spec: Any) -> Sequential:
-    """Model from a spec document ``{"input": [C, H, W] (optional), "layers": [...]}``.
+def from_spec(spec: Any) -> Layer:
+    """Model from a spec document ``{"input": [C, H, W] (optional), "layers": [...]}`` (a
+    Sequential) or ``{"input"?, "type": "graph", "nodes": [...], "outputs": [...]}`` (a Graph).
 
     A bare list of layer entries is accepted too. The model is unbuilt; when the spec has an
     ``input``, ``model.build()`` needs no argument.
@@ -86,6 +90,8 @@ def from_spec(spec: Any) -> Sequential:
         spec = {"layers": spec}
     if not isinstance(spec, dict):
         raise ConvscopeError(f"a spec must be an object with 'layers', got {type(spec).__name__}")
+    if spec.get("type") == "graph":
+        return _graph_document(spec)
     _check_keys(spec, {"input", "layers", "name", "source", "notes"}, "spec")
     if "layers" not in spec:
         raise ConvscopeError("spec: missing 'layers' (a list of layer objects)")
@@ -100,6 +106,24 @@ def from_spec(spec: Any) -> Sequential:
     return Sequential(layers, input_shape=shape)
 
 
+def _input_shape(spec: dict):
+    if spec.get("input") is None:
+        return None
+    _check_input_values(spec["input"])
+    try:
+        return _check_shape(spec["input"])
+    except ConvscopeError as error:
+        raise ConvscopeError(f"input: {error}") from None
+
+
+def _graph_document(spec: dict):
+    """``{"input"?, "type": "graph", "nodes": [...], "outputs": [...]}`` -> an unbuilt Graph."""
+    from .graph import graph_from_entry
+    _check_keys(spec, {"input", "type", "nodes", "outputs", "name", "source", "notes"}, "spec")
+    kwargs = {k: spec[k] for k in ("nodes", "outputs") if k in spec}
+    return graph_from_entry(kwargs, "", layer_from_entry, input_shape=_input_shape(spec))
+
+
 def _check_input_values(value: Any) -> None:
     """Reject what int() would silently accept or crash on: booleans, inf, NaN, nested lists."""
     if isinstance(value, (list, tuple)) and all(
@@ -112,6 +136,6 @@ def _check_input_values(value: Any) -> None:
 
 def to_spec(model: Layer) -> dict:
     """Spec document for a model (a Sequential gives ``{"input"?, "layers"}``)."""
-    if model.is_chain:
+    if model.is_chain or model.type_name == "graph":  # both are whole documents
         return model.spec()
     return {"layers": [model.spec_entry()]}

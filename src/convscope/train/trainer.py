@@ -361,9 +361,9 @@ def _check_model(model, data: Data, out: Optional[str]) -> None:
     if not isinstance(model, Layer):
         raise ConvscopeError(f"model must be a convscope model such as cs.Sequential([...]), got "
                              f"{type(model).__name__}")
-    if out is not None and not isinstance(model, Sequential):
-        raise ConvscopeError(f"checkpoints hold a Sequential model, got {type(model).__name__}; wrap it as "
-                             "cs.Sequential([layer])")
+    if out is not None and not (isinstance(model, Sequential) or model.type_name == "graph"):
+        raise ConvscopeError(f"checkpoints hold a Sequential or Graph model, got {type(model).__name__}; "
+                             "wrap it as cs.Sequential([layer])")
     check_model_fits(model, data)
 
 

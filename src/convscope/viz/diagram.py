@@ -193,6 +193,10 @@ class _Builder:
         return result
 
     def node(self, name: str, layer: Layer, folded: List[Tuple[str, Layer]]) -> _Piece:
+        if layer.type_name == "graph":
+            from .graph_diagram import graph_piece
+            inner = graph_piece(self, f"{name}.", layer)
+            return self.stack([inner, self.leaf_group(folded)]) if folded else inner
         join = layer.diagram_join(name)
         if join is not None:
             columns = [self.sequence(prefix, layers) for prefix, layers in join["columns"]]
@@ -276,6 +280,9 @@ def layout(model: Layer, input_shape=None, *, detail: str = "auto", name: str = 
 
     if detail not in ("auto", "layers", "stages"):
         raise ConvscopeError(f"detail must be 'auto', 'layers' or 'stages', got {detail!r}")
+    if model.type_name == "graph":
+        from .graph_diagram import graph_layout
+        return graph_layout(model, input_shape, detail=detail, name=name)
     if not isinstance(model, Sequential):
         model = Sequential([model])
     report = analyze(model, input_shape)
@@ -286,17 +293,23 @@ def layout(model: Layer, input_shape=None, *, detail: str = "auto", name: str = 
     box_width = max(230, min(420, 7 * longest + 16))
     builder = _Builder(rows, stages, box_width)
 
-    start = builder.box_piece([f"input  {format_shape(shape)}"], "input", [], JOIN_W,
-                              "the per-sample input (no batch axis)")
-    body = builder.stack([start, builder.sequence("", list(model.layers))])
-    margin, header = 24, 58
     out_shape = report.layers[-1].output_shape if report.layers else shape
     top_rows = [r for r in report.layers if "." not in r.name]
     if top_rows:
         out_shape = top_rows[-1].output_shape
+    return frame(builder, builder.sequence("", list(model.layers)), report, name, out_shape,
+                 'stages (activations and norms folded into the box above)' if stages else 'one box per layer')
+
+
+def frame(builder: _Builder, inner: _Piece, report, name: str, out_shape, how: str) -> Diagram:
+    """The whole diagram: an input box above ``inner``, a title and a subtitle ending in ``how``."""
+    shape = tuple(report.input)
+    start = builder.box_piece([f"input  {format_shape(shape)}"], "input", [], JOIN_W,
+                              "the per-sample input (no batch axis)")
+    body = builder.stack([start, inner])
+    margin, header = 24, 58
     title = f"{name}: {format_shape(shape)} → {format_shape(out_shape)}"
-    subtitle = (f"{format_count(report.total_params)} parameters · {format_count(report.total_macs)} MACs · "
-                f"{'stages (activations and norms folded into the box above)' if stages else 'one box per layer'}")
+    subtitle = (f"{format_count(report.total_params)} parameters · {format_count(report.total_macs)} MACs · {how}")
     width = max(body.width, 7.5 * len(subtitle)) + 2 * margin
     diagram = Diagram(title, subtitle, width, body.height + header + 2 * margin)
     body.place(width / 2, margin + header, diagram)

@@ -31,6 +31,15 @@ def _run_to(layer, x, name: str, target: str):
     if name and not target.startswith(name + "."):
         return layer.forward(x, train=False)
     children = layer.children()
+    if layer.type_name == "graph":
+        def call(node, runner, xs, default):
+            full = f"{name}.{node.name}" if name else node.name
+            if full == target:  # a merge node reads several inputs: run it as the graph does
+                raise _Found(default(runner, xs)[node.name])
+            if target.startswith(full + "."):
+                _run_to(runner, xs[0], full, target)
+            return default(runner, xs)
+        return layer.run(x, False, call)
     if layer.is_chain:
         for local, child in children:
             x = _run_to(child, x, f"{name}.{local}" if name else local, target)

@@ -23,6 +23,8 @@ def named_layers(model: Layer, prefix: str = "") -> List[Tuple[str, Layer]]:
     out = []
     for name, child in model.children():
         full = f"{prefix}{name}"
+        if getattr(child, "multi_output", False):  # a split has pieces, not one output to show
+            continue
         if not _is_branch_list(model, child):
             out.append((full, child))
         out.extend(named_layers(child, f"{full}."))
