@@ -249,3 +249,18 @@ def test_bad_command_lines_are_one_line():
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("convscope: error:") and words in lines[0], lines
+
+
+def test_diagram_falls_back_to_one_box_per_row(monkeypatch):
+    # A container the diagram cannot lay out yet still gets a page: one box per leaf row.
+    from convscope.explore.session import Explorer
+    from convscope.viz import diagram
+    explorer = Explorer("lenet5")
+
+    def cannot(*args, **kwargs):
+        raise TypeError("unknown container")
+    monkeypatch.setattr(diagram, "layout", cannot)
+    info = explorer.model_info()
+    boxes = info["diagram"]["boxes"]
+    assert [b["names"] for b in boxes] == [[str(k)] for k in range(12)]   # lenet5's 12 layers
+    assert boxes[0]["lines"] == ["0 conv2d(6, 5)", "6×28×28 · 156 params"]

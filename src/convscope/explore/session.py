@@ -130,13 +130,15 @@ class Explorer:
         top = []
         if p is not None:
             for k in np.argsort(-p, kind="stable")[:5]:
-                top.append({"class": int(k), "name": self._class_name(int(k)), "probability": float(p[k])})
+                top.append({"class": int(k), "name": self._class_name(int(k)), "probability": float(p[k]),
+                            "output": float(np.asarray(self.y[0]).reshape(-1)[k])})
         prep = self.preprocessing or (inputs.generic_preprocessing(self.input_shape) if self.images_ok else None)
         from ..train.preprocessing import describe
         return {"label": self.x_label, "shape": list(self.input_shape),
                 "png": images.data_url(images.png(images.picture_of_input(self.x[0]))),
                 "preprocessing": describe(prep) if prep else "none",
-                "top": top, "classes": 0 if p is None else int(p.size), "images": self.images_ok}
+                "top": top, "classes": 0 if p is None else int(p.size), "images": self.images_ok,
+                "outputs_are": "probabilities" if self._ends_in_softmax() else "logits"}
 
     # ----- the model and its layers -------------------------------------------------------
     def _row(self, name) -> object:
@@ -150,7 +152,7 @@ class Explorer:
     def model_info(self) -> Dict:
         """Header totals, every row (as ``summary --format json``) and the diagram's layout."""
         from ..viz.architecture import COLOURS
-        from ..viz.diagram import call_text, layout
+        from ..viz.diagram import call_text
 
         report = self.report
         rows = []
@@ -161,7 +163,7 @@ class Explorer:
                 self.layer_outputs[row.name][0]) is not None
             entry["filters"] = row.type in ("conv1d", "conv2d") and leaf_conv_weight(row.layer)[0] is not None
             rows.append(entry)
-        diagram = layout(self.model, self.input_shape, name=os.path.basename(self.label))
+        diagram = _diagram(self.model, self.input_shape, os.path.basename(self.label), report)
         return {
             "label": self.label, "weights": self.weights, "input": list(report.input),
             "output": list(report.output), "total_params": report.total_params,
@@ -303,11 +305,14 @@ class Explorer:
         shown = w[:n_out, :n_in]
         m = float(np.abs(shown).max()) or 1.0
         kh, kw = shown.shape[2:]
-        mosaic = np.full((n_out * (kh + 1) - 1, n_in * (kw + 1) - 1), np.nan)
-        for o in range(n_out):
-            for c in range(n_in):
-                mosaic[o * (kh + 1): o * (kh + 1) + kh, c * (kw + 1): c * (kw + 1) + kw] = shown[o, c]
+        # One block per filter (its input channels side by side, plus a blank column so blocks
+        # stand apart), blocks wrapped into a near-square grid.
+        blocks = np.full((n_out, kh, n_in * (kw + 1)), np.nan)
+        for c in range(n_in):
+            blocks[:, :, c * (kw + 1): c * (kw + 1) + kw] = shown[:, c]
+        mosaic, _, _ = images.grid(blocks, n_out)
         return {"layer": row.name, "shape": list(weight.shape), "filters_shown": n_out, "channels_shown": n_in,
+                "block": [int(kh), int(n_in * (kw + 1))],
                 "max_abs": m, "png": images.data_url(images.png(images.colour(mosaic, -m, m, "RdBu_r")))}
 
     def run_info(self) -> Dict:
@@ -327,3 +332,28 @@ class Explorer:
             except ConvscopeError as error:
                 out["evaluation_error"] = str(error)
         return out
+
+
+def _diagram(model, input_shape, name: str, report):
+    """``show architecture``'s layout; for a model it cannot lay out (a container type it does
+    not know yet), one box per leaf row in report order, so the page still works."""
+    from ..viz import diagram as viz_diagram
+
+    try:
+        return viz_diagram.layout(model, input_shape, name=name)
+    except (ConvscopeError, NotImplementedError, TypeError, AttributeError, KeyError):
+        pass
+    leaves = [r for r in report.layers if not r.container]
+    width, box_w, box_h, gap, top = 360.0, 300.0, 36.0, 20.0, 80.0
+    diagram = viz_diagram.Diagram(f"{name}: {format_shape(report.input)} → {format_shape(report.output)}",
+                                  f"{format_count(report.total_params)} parameters · one box per layer",
+                                  width, top + len(leaves) * (box_h + gap) + 20)
+    for k, row in enumerate(leaves):
+        y = top + k * (box_h + gap)
+        diagram.boxes.append(viz_diagram.Box(30.0, y, box_w, box_h, [
+            f"{row.name} {viz_diagram.call_text(row.layer)}",
+            f"{format_shape(row.output_shape)} · {format_count(row.params)} params"],
+            viz_diagram.family(row.type), [row.name]))
+        if k:
+            diagram.edges.append(viz_diagram.Edge([(180.0, y - gap), (180.0, y)]))
+    return diagram

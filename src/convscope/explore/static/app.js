@@ -246,7 +246,10 @@ async function showFilters(name) {
   $("filters-max").textContent = num(data.max_abs);
   const img = $("filters-img");
   img.src = data.png;
-  img.onload = () => { img.style.width = `${Math.min(560, img.naturalWidth * Math.max(1, Math.floor(240 / img.naturalWidth)))}px`; };
+  img.onload = () => {
+    const scale = Math.max(1, Math.floor(Math.min(420 / img.naturalWidth, 300 / img.naturalHeight)));
+    img.style.width = `${Math.min(560, img.naturalWidth * scale)}px`;
+  };
 }
 
 // ----- a unit ----------------------------------------------------------------------------
@@ -308,7 +311,8 @@ function showInput(info) {
   const list = $("predictions");
   list.replaceChildren();
   for (const t of info.top) {
-    const item = el("li", { "data-class": t.class }, `${t.name}: ${(100 * t.probability).toFixed(2)}%`);
+    const logit = info.outputs_are === "logits" ? ` (logit ${num(t.output)})` : "";
+    const item = el("li", { "data-class": t.class }, `${t.name}: ${(100 * t.probability).toPrecision(4)}%${logit}`);
     const bar = el("span", { class: "bar" });
     bar.style.width = `${Math.round(120 * t.probability)}px`;
     item.appendChild(bar);
