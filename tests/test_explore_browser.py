@@ -101,8 +101,15 @@ def test_page_unit_click_and_another_image(served, browser, tmp_path):
         assert row.type == "conv2d"
         h, w = row.output_shape[1:]
         i, j = h // 3, w // 2
+        # Open channel 1 by clicking its tile in the overview, then click unit (i, j) of it.
+        box = page.page.evaluate("""() => { const img = document.querySelector('#maps-img'), m = state.maps;
+            const k = img.clientWidth / img.naturalWidth;
+            return [(1.5 * (m.tile_drawn[1] + 1)) * k, 0.5 * (m.tile_drawn[0] + 1) * k]; }""")
+        page.page.click("#maps-img", position={"x": box[0], "y": box[1]})
+        page.page.wait_for_function("document.querySelector('#channel-title').textContent.startsWith('1 of')")
+        channel = 1
         page.click_unit(i, j)
-        channel = 0
+        assert page.text("#unit-title").startswith(f"{layer} [1, {i}, {j}]")
         # The outline's size is the analysis's receptive field of this layer.
         rect = page.page.eval_on_selector("#field-rect", "r => [r.dataset.size, r.getAttribute('visibility'),"
                                                          " +r.getAttribute('width'), +r.getAttribute('height')]")

@@ -78,6 +78,17 @@ def grid(maps: np.ndarray, limit: int) -> Tuple[np.ndarray, int, int]:
     return image, rows, cols
 
 
+def shrink(maps: np.ndarray, factor: int) -> np.ndarray:
+    """(C, H, W) -> (C, ⌊H/f⌋, ⌊W/f⌋) block means (f = 1: unchanged); for overviews only."""
+    if factor <= 1:
+        return maps
+    c, h, w = maps.shape
+    h2, w2 = max(1, h // factor), max(1, w // factor)
+    if h < factor or w < factor:
+        return maps
+    return maps[:, :h2 * factor, :w2 * factor].reshape(c, h2, factor, w2, factor).mean(axis=(2, 4))
+
+
 def as_maps(y: np.ndarray) -> Optional[np.ndarray]:
     """One sample's output as (C, H, W) maps: (C, L) -> (C, 1, L); flat vectors -> None."""
     y = np.asarray(y)

@@ -63,6 +63,8 @@ class Explorer:
         self.rows = {row.name: row for row in self.report.layers}
         self.run_dir = self._check_run(run)
         self.lock = threading.Lock()
+        for cmap in ("viridis", "inferno", "RdBu_r"):
+            images.lut(cmap)  # import matplotlib's colour maps now, not during the first click
         self.images_ok = len(shape) == 3 and shape[0] in (1, 3)
         if image is not None:
             from ..train.preprocessing import open_image
@@ -199,10 +201,15 @@ class Explorer:
         maps = np.asarray(maps, dtype=np.float64)
         shown = maps[:max(1, int(limit))]
         lo, hi = float(shown.min()), float(shown.max())
-        mosaic, rows_n, cols = images.grid(shown, len(shown))
+        # The overview is drawn about 500 px wide: large maps are shrunk by block means first
+        # (the channel view shows every unit at full resolution).
+        factor = max(1, int(np.ceil(1.3 * np.sqrt(len(shown) * maps.shape[1] * maps.shape[2]) / 640)))
+        small = images.shrink(shown, factor)
+        mosaic, rows_n, cols = images.grid(small, len(small))
         return {"layer": row.name, "shape": list(row.output_shape), "channels": int(maps.shape[0]),
-                "shown": int(len(shown)), "rows": rows_n, "cols": cols, "tile": [int(maps.shape[1]),
-                                                                               int(maps.shape[2])],
+                "shown": int(len(shown)), "rows": rows_n, "cols": cols,
+                "tile": [int(maps.shape[1]), int(maps.shape[2])],
+                "tile_drawn": [int(small.shape[1]), int(small.shape[2])], "shrunk_by": factor,
                 "min": lo, "max": hi, "png": images.data_url(images.png(images.colour(mosaic, lo, hi)))}
 
     def values(self, name, channel: Optional[int] = None) -> Dict:

@@ -173,7 +173,7 @@ async function showMaps(name) {
   $("maps-range").textContent = `${num(maps.min)} … ${num(maps.max)}`;
   const img = $("maps-img");
   img.src = maps.png;
-  const natural = maps.cols * (maps.tile[1] + 1) - 1;
+  const natural = maps.cols * (maps.tile_drawn[1] + 1) - 1;
   img.style.width = `${Math.min(520, natural * Math.max(1, Math.floor(380 / natural)))}px`;
   await showChannel(0);
 }
@@ -294,7 +294,7 @@ function mapClick(event) {
 function tileClick(event) {
   const img = $("maps-img"), m = state.maps;
   const px = event.offsetX * img.naturalWidth / img.clientWidth, py = event.offsetY * img.naturalHeight / img.clientHeight;
-  const col = Math.floor(px / (m.tile[1] + 1)), row = Math.floor(py / (m.tile[0] + 1));
+  const col = Math.floor(px / (m.tile_drawn[1] + 1)), row = Math.floor(py / (m.tile_drawn[0] + 1));
   const channel = row * m.cols + col;
   if (channel < m.shown) showChannel(channel);
 }
