@@ -152,7 +152,13 @@ class Explorer:
         return self.rows[name]
 
     def model_info(self) -> Dict:
-        """Header totals, every row (as ``summary --format json``) and the diagram's layout."""
+        """Header totals, every row (as ``summary --format json``) and the diagram's layout;
+        computed once (nothing in it depends on the input)."""
+        if getattr(self, "_model_info", None) is None:
+            self._model_info = self._describe_model()
+        return self._model_info
+
+    def _describe_model(self) -> Dict:
         from ..viz.architecture import COLOURS
         from ..viz.diagram import call_text
 
