@@ -264,3 +264,20 @@ def test_diagram_falls_back_to_one_box_per_row(monkeypatch):
     boxes = info["diagram"]["boxes"]
     assert [b["names"] for b in boxes] == [[str(k)] for k in range(12)]   # lenet5's 12 layers
     assert boxes[0]["lines"] == ["0 conv2d(6, 5)", "6×28×28 · 156 params"]
+
+
+def test_image_option_is_the_first_input(tmp_path):
+    # --image FILE is converted exactly as an upload of the same bytes would be.
+    from PIL import Image
+    path = tmp_path / "stripes.png"
+    pixels = np.zeros((40, 40, 3), dtype=np.uint8)
+    pixels[:, ::4] = 255
+    Image.fromarray(pixels).save(path)
+    server = Server("lenet5", "--image", str(path))
+    try:
+        status, first = server.get("/api/input")
+        assert status == 200 and first["label"] == "stripes.png" and first["shape"] == [1, 32, 32]
+        status, again = server.request("/api/upload?name=again.png", path.read_bytes(), method="POST")
+        assert again["top"] == first["top"] and again["png"] == first["png"]
+    finally:
+        assert server.stop() == 0
