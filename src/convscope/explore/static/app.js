@@ -384,7 +384,7 @@ async function showRun() {
   const maxLoss = Math.max(1e-9, ...rows.flatMap((r) => [r.train_loss, r.val_loss].filter((v) => typeof v === "number")));
   svg.appendChild(svgEl("line", { x1: pad, y1: H - pad, x2: W - 10, y2: H - pad, stroke: "#888" }));
   svg.appendChild(svgEl("line", { x1: pad, y1: 10, x2: pad, y2: H - pad, stroke: "#888" }));
-  svg.appendChild(svgEl("text", { x: W / 2, y: H - 6, "text-anchor": "middle", "font-size": 11 }, "epoch"));
+  svg.appendChild(svgEl("text", { x: W - 10, y: H - 6, "text-anchor": "end", "font-size": 11 }, `epoch 1–${n}`));
   svg.appendChild(svgEl("text", { x: 4, y: 12, "font-size": 10 }, `loss (max ${num(maxLoss)}) / accuracy (0–1)`));
   series.forEach(([key, colour, label], s) => {
     const pts = rows.map((r, k) => [r[key], k]).filter(([v]) => typeof v === "number").map(([v, k]) => {
@@ -393,7 +393,7 @@ async function showRun() {
       return `${x},${y}`;
     });
     if (pts.length) svg.appendChild(svgEl("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2 }));
-    svg.appendChild(svgEl("text", { x: W - 90, y: 24 + 12 * s, "font-size": 10, fill: colour }, label));
+    svg.appendChild(svgEl("text", { x: pad + 62 * s, y: H - 6, "font-size": 10, fill: colour }, label));
   });
   const ev = data.evaluation, table = $("confusion");
   table.replaceChildren();
