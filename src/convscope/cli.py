@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from .errors import ConvscopeError
 
-COMMAND_MODULES = ["summary", "train", "evaluate", "predict", "show", "trace", "export"]
+COMMAND_MODULES = ["summary", "train", "evaluate", "predict", "show", "trace", "export", "explore"]
 
 
 class _Parser(argparse.ArgumentParser):
