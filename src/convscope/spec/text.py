@@ -28,6 +28,9 @@ def _parse_step(step: str, index: int) -> dict:
         raise ConvscopeError(f"step {index + 1} is empty; write steps like 'conv2d(8, 3) -> relu'")
     try:
         node = ast.parse(text, mode="eval").body
+    except (RecursionError, MemoryError):  # CPython's parser gives up on very deep expressions
+        raise ConvscopeError(f"step {index + 1} is nested too deeply to be a layer call such as "
+                             "conv2d(8, 3); arguments must be plain literals") from None
     except SyntaxError:
         raise ConvscopeError(f"step {index + 1} {text!r} is not a layer call such as conv2d(8, 3)") from None
     if isinstance(node, ast.Name):
@@ -59,6 +62,8 @@ def parse_text(text: str, input_shape=None):
     """Parse the one-line form into an unbuilt Sequential (see module docstring)."""
     if not isinstance(text, str) or not text.strip():
         raise ConvscopeError("the model text is empty; write e.g. 'conv2d(8, 3) -> relu -> flatten -> linear(10)'")
+    from .. import limits
+    limits.check("the model text's length", len(text), "MAX_TEXT_FORM_CHARS", "characters")
     entries = [_parse_step(step, i) for i, step in enumerate(text.split("->"))]
     spec = {"layers": entries}
     if input_shape is not None:

@@ -32,6 +32,7 @@ Decisions, documented because they change predictions:
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Iterable, List
 
 import numpy as np
@@ -55,27 +56,47 @@ def make(channels: int, size, value_range=(0.0, 255.0), invert="auto", crop="non
                      "mean": [float(m) for m in mean], "std": [float(s) for s in std]})
 
 
+def _finite(value) -> bool:
+    """A real JSON number (not a bool, not NaN or infinity, not a many-digit integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) < 1e30
+    except OverflowError:
+        return False
+
+
 def validate(prep) -> Dict:
-    """Check a preprocessing dict read from a checkpoint or given by a user."""
+    """Check a preprocessing dict read from a checkpoint or given by a user: types, ranges,
+    finiteness, and a size within ``limits.MAX_IMAGE_SIDE``."""
+    from .. import limits
+
     if not isinstance(prep, dict) or not _KEYS <= set(prep):
         missing = sorted(_KEYS - set(prep)) if isinstance(prep, dict) else sorted(_KEYS)
         raise ConvscopeError(f"preprocessing must be an object with {', '.join(sorted(_KEYS))}; "
                              f"missing {', '.join(missing)}")
     c = prep["channels"]
-    if c not in (1, 3):
-        raise ConvscopeError(f"preprocessing channels must be 1 (grayscale) or 3 (RGB), got {c!r}")
+    if isinstance(c, bool) or c not in (1, 3):
+        raise ConvscopeError(f"preprocessing channels must be 1 (grayscale) or 3 (RGB), got {str(c)[:40]}")
     size = prep["size"]
     if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(s, int) and s > 0 for s in size)):
-        raise ConvscopeError(f"preprocessing size must be [height, width] in pixels, got {size!r}")
-    if prep["invert"] not in (True, False, "auto"):
-        raise ConvscopeError(f"preprocessing invert must be true, false or \"auto\", got {prep['invert']!r}")
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise ConvscopeError(f"preprocessing size must be [height, width] in pixels, got {str(size)[:60]}")
+    for side in size:
+        limits.check("preprocessing size", side, "MAX_IMAGE_SIDE", "pixels")
+    if prep["invert"] not in (True, False, "auto") or prep["invert"] in (0, 1) and not isinstance(prep["invert"], bool):
+        raise ConvscopeError(f"preprocessing invert must be true, false or \"auto\", got {str(prep['invert'])[:40]}")
     if prep["crop"] not in ("none", "ink"):
-        raise ConvscopeError(f"preprocessing crop must be \"none\" or \"ink\", got {prep['crop']!r}")
+        raise ConvscopeError(f"preprocessing crop must be \"none\" or \"ink\", got {str(prep['crop'])[:40]}")
+    span = prep["range"]
+    if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(_finite(v) for v in span):
+        raise ConvscopeError(f"preprocessing range must be two finite numbers [low, high], got {str(span)[:60]}")
     for key in ("mean", "std"):
         values = prep[key]
         if not isinstance(values, (list, tuple)) or len(values) != c:
-            raise ConvscopeError(f"preprocessing {key} needs one number per channel ({c}), got {values!r}")
+            raise ConvscopeError(f"preprocessing {key} needs one number per channel ({c}), got {str(values)[:60]}")
+        if not all(_finite(v) for v in values):
+            raise ConvscopeError(f"preprocessing {key} must be finite numbers, got {str(values)[:60]}")
     if any(float(s) <= 0 for s in prep["std"]):
         raise ConvscopeError(f"preprocessing std must be positive, got {prep['std']!r}")
     return dict(prep)
