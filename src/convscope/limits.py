@@ -26,8 +26,9 @@ MAX_YAML_ALIASES = 100
 MAX_YAML_NODES = 200_000
 #: Values of one parameter or activation tensor a spec may ask for (2**31 float32 = 8 GiB).
 MAX_TENSOR_VALUES = 1 << 31
-#: Pixels of one image (width x height); larger images are refused before decoding.
-MAX_IMAGE_PIXELS = 50_000_000
+#: Pixels of one image (width x height); larger images are refused before decoding. A 108 MP
+#: phone photo passes; decoded it is at most 480 MB, and it is reduced before any float copy.
+MAX_IMAGE_PIXELS = 120_000_000
 #: Side of the images a checkpoint's preprocessing may ask for.
 MAX_IMAGE_SIDE = 4096
 #: Values in one `convscope trace` operand, and terms a trace may print.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -112,44 +111,22 @@ def save_checkpoint(path, model, *, input_shape=None, preprocessing: Optional[Di
     return path
 
 
-def _check_archive(path: str) -> None:
-    """Look at the zip directory and each member's .npy header BEFORE decompressing anything:
-    members must be unencrypted, stored or deflated .npy arrays of real numbers (the description
-    a unicode string) whose declared sizes fit ``limits.MAX_DECODED_BYTES`` in total."""
+def _check_arrays(headers) -> None:
+    """Checkpoint arrays are real floating-point (optimizer step counters may be integers), and
+    the description is one string within ``limits.MAX_SPEC_BYTES``."""
     from .. import limits
 
-    total = 0
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.flag_bits & 0x1:
-                raise ConvscopeError(f"member {info.filename!r} is encrypted")
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise ConvscopeError(f"member {info.filename!r} uses compression method {info.compress_type}; "
-                                     "numpy writes stored or deflated members only")
-            if not info.filename.endswith(".npy"):
-                raise ConvscopeError(f"member {info.filename!r} is not an .npy array")
-            total += info.file_size
-            limits.check("its arrays' declared size", total, "MAX_DECODED_BYTES", "bytes")
-            with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(member, max_header_size=10000)
-            name = info.filename[:-4]
-            values = int(np.prod(shape, dtype=object)) if shape else 1
-            limits.check(f"array {name!r}'s declared size", values * dtype.itemsize, "MAX_DECODED_BYTES", "bytes")
-            if dtype.hasobject:
-                raise ConvscopeError("pickled")
-            if name == META_KEY:
-                if dtype.kind != "U" or shape != ():
-                    raise ConvscopeError(f"its {META_KEY!r} entry is {dtype} {shape}, not a string")
-                limits.check("its description's size", values * dtype.itemsize, "MAX_SPEC_BYTES", "bytes")
-            elif name.startswith(OPTIM_PREFIX) and dtype.kind in "iu":
-                continue  # optimizer step counters are integers by the format
-            elif dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-                what = "complex" if dtype.kind == "c" else str(dtype)
-                raise ConvscopeError(f"array {name!r} holds {what} values; checkpoints hold real floating-point "
-                                     "arrays only")
+    for name, (shape, dtype) in headers.items():
+        if name == META_KEY:
+            if dtype.kind != "U" or shape != ():
+                raise ConvscopeError(f"its {META_KEY!r} entry is {dtype} {shape}, not a string")
+            limits.check("its description's size", dtype.itemsize, "MAX_SPEC_BYTES", "bytes")
+        elif name.startswith(OPTIM_PREFIX) and dtype.kind in "iu":
+            continue  # optimizer step counters are integers by the format
+        elif dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+            what = "complex" if dtype.kind == "c" else str(dtype)
+            raise ConvscopeError(f"array {name!r} holds {what} values; checkpoints hold real floating-point "
+                                 "arrays only")
 
 
 def read_checkpoint(path) -> tuple:
@@ -158,32 +135,10 @@ def read_checkpoint(path) -> tuple:
     Every check a later consumer relies on happens here, once: the archive's declared sizes
     and dtypes (before decompressing), finite values, and the description's schema
     (:func:`check_description`)."""
-    from ..files import open_regular
+    from ..npzfile import load_npz_arrays
 
     path = require_file(path, "checkpoint", f"give the checkpoint file inside it, e.g. {os.fspath(path)}/model.npz")
-    with open_regular(path, "checkpoint") as handle:
-        magic = handle.read(4)
-    if magic != b"PK\x03\x04":
-        what = "an empty file" if not magic else "not an .npz archive"
-        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is {what}")
-    try:
-        _check_archive(path)
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except MemoryError:
-        raise
-    except ConvscopeError as error:
-        if str(error) == "pickled":
-            raise ConvscopeError(f"{path} holds pickled objects; convscope never loads those, so it is "
-                                 "not a convscope checkpoint") from None
-        raise ConvscopeError(f"{path} is not a usable convscope checkpoint: {error}") from None
-    except Exception as error:  # zip, zlib, npy-header and CRC errors of a damaged file, whatever their type
-        if "pickle" in str(error):
-            raise ConvscopeError(f"{path} holds pickled objects; convscope never loads those, so it is "
-                                 "not a convscope checkpoint") from None
-        detail = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is truncated, damaged or not an .npz "
-                             f"archive ({detail})") from None
+    arrays = load_npz_arrays(path, "convscope checkpoint", _check_arrays)
     if META_KEY not in arrays:
         raise ConvscopeError(f"{path} is an .npz archive but not a convscope checkpoint (it has no "
                              f"{META_KEY!r} entry); save checkpoints with convscope train or save_checkpoint")
