@@ -33,7 +33,8 @@ MAX_IMAGE_PIXELS = 120_000_000
 MAX_IMAGE_SIDE = 4096
 #: Values in one `convscope trace` operand, and terms a trace may print.
 MAX_TRACE_VALUES = 4096
-MAX_TRACE_TERMS = 100_000
+MAX_TRACE_CHARS = 256 * 1024
+MAX_TRACE_TERMS = 200_000
 #: Characters of the one-line text form.
 MAX_TEXT_FORM_CHARS = 10_000
 #: Epochs (and warm-up epochs) of one training run.

@@ -93,7 +93,7 @@ def run(args) -> int:
     if kind == "pt":
         require_output_path(code_path_of(output), "net", [args.checkpoint], args.force)
     model = load_checkpoint(args.checkpoint).model
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)  # file names are not markup
     if kind == "onnx":
         from ..interop import to_onnx
         to_onnx(model, output)

@@ -121,8 +121,8 @@ def _check_arrays(headers) -> None:
             if dtype.kind != "U" or shape != ():
                 raise ConvscopeError(f"its {META_KEY!r} entry is {dtype} {shape}, not a string")
             limits.check("its description's size", dtype.itemsize, "MAX_SPEC_BYTES", "bytes")
-        elif name.startswith(OPTIM_PREFIX) and dtype.kind in "iu":
-            continue  # optimizer step counters are integers by the format
+        elif dtype.kind in "iu" and (name.startswith(OPTIM_PREFIX) or name.endswith("num_batches_tracked")):
+            continue  # step counters (optimizer, batch norm) are integers by the format
         elif dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
             what = "complex" if dtype.kind == "c" else str(dtype)
             raise ConvscopeError(f"array {name!r} holds {what} values; checkpoints hold real floating-point "

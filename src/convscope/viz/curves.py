@@ -23,12 +23,22 @@ def read_history(path) -> List[Dict]:
     if not os.path.exists(file):
         where = f"no history.json in {path}" if os.path.isdir(path) else f"{path} does not exist"
         raise ConvscopeError(f"{where}; give the folder a run wrote with `convscope train --out DIR`")
+    from ..files import read_regular
+    from ..spec.document import check_document
+
+    raw = read_regular(file, "history file", "MAX_SPEC_BYTES")
     try:
-        with open(file, encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConvscopeError(f"{file} is not valid JSON ({error}); it should be the history a "
                              "training run wrote") from None
+    except (ValueError, RecursionError):  # many-digit integers; nesting deeper than the parser's stack
+        raise ConvscopeError(f"{file} holds a number with thousands of digits or is nested too deeply; it "
+                             "should be the history a training run wrote") from None
+    try:
+        check_document(data, file, count_layers=False)
+    except ConvscopeError as error:
+        raise ConvscopeError(f"{error}; it should be the history a training run wrote") from None
     if isinstance(data, dict) and isinstance(data.get("history"), list):
         data = data["history"]
     return check_history(data, file)
@@ -38,18 +48,31 @@ def check_history(rows, where: str = "history") -> List[Dict]:
     if not isinstance(rows, list) or not rows:
         raise ConvscopeError(f"{where} holds no epochs; expected a list of rows such as "
                              '{"epoch": 1, "train_loss": 0.5, ...}')
+    from .. import limits
+
+    limits.check(f"{where}: the number of epoch rows", len(rows), "MAX_HISTORY_ROWS")
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "epoch" not in row or "train_loss" not in row:
             raise ConvscopeError(f"{where}: row {i} is not an epoch row with 'epoch' and 'train_loss' "
                                  f"(got {str(row)[:60]})")
+        if not _is_number(row["epoch"]):
+            raise ConvscopeError(f"{where}: row {i}'s epoch must be a finite number, got {str(row['epoch'])[:40]}")
     return rows
+
+
+def _is_number(value) -> bool:
+    try:
+        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and abs(value) < 1e300)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _points(rows: Sequence[Dict], key: str):
     xs, ys = [], []
     for row in rows:
         value = row.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if _is_number(value):
             xs.append(row["epoch"])
             ys.append(float(value))
     return xs, ys
