@@ -54,6 +54,11 @@ def exceeded(what: str, value, budget_name: str, unit: str = "") -> ConvscopeErr
                           f"(limits.{budget_name})")
 
 
+def too_deep(what: str) -> ConvscopeError:
+    """For a parser that ran out of stack: the document is far deeper than ``MAX_SPEC_DEPTH``."""
+    return ConvscopeError(f"{what} is nested deeper than the {MAX_SPEC_DEPTH} levels budget (limits.MAX_SPEC_DEPTH)")
+
+
 def check(what: str, value, budget_name: str, unit: str = "") -> None:
     """Raise :func:`exceeded` when ``value`` is above the named budget."""
     if value > globals()[budget_name]:

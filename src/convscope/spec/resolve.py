@@ -134,7 +134,8 @@ def _read_document(path: str):
         raise ConvscopeError(f"{path} holds a number with thousands of digits; sizes in a spec must be "
                              "ordinary integers such as 64") from None
     except RecursionError:
-        raise ConvscopeError(f"{path} is nested too deeply to be a spec") from None
+        from .. import limits
+        raise limits.too_deep(path) from None
 
 
 def _bounded_loader():
@@ -194,7 +195,8 @@ def _parse_yaml(path: str, text: str):
         raise ConvscopeError(f"{path} holds a number with thousands of digits; sizes in a spec must be "
                              "ordinary integers such as 64") from None
     except RecursionError:
-        raise ConvscopeError(f"{path} is nested too deeply to be a spec") from None
+        from .. import limits
+        raise limits.too_deep(path) from None
 
 
 def _from_checkpoint(path: str) -> Resolved:

@@ -146,9 +146,12 @@ def read_checkpoint(path) -> tuple:
         meta = json.loads(str(arrays.pop(META_KEY)))
     except (json.JSONDecodeError, TypeError) as error:
         raise ConvscopeError(f"{path}: the checkpoint's description is not valid JSON ({error})") from None
-    except (ValueError, RecursionError):  # many-digit integers; nesting deeper than the parser's stack
-        raise ConvscopeError(f"{path}: the checkpoint's description holds a number with thousands of digits "
-                             "or is nested too deeply; the file is damaged or was edited by hand") from None
+    except RecursionError:
+        from .. import limits
+        raise limits.too_deep(f"{path}: the checkpoint's description") from None
+    except ValueError:  # an integer beyond Python's 4,300-digit conversion limit
+        raise ConvscopeError(f"{path}: the checkpoint's description holds a number with thousands of digits; "
+                             "the file is damaged or was edited by hand") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConvscopeError(f"{path} is not a convscope checkpoint (its description lacks "
                              f"format={FORMAT!r})")

@@ -32,9 +32,12 @@ def read_history(path) -> List[Dict]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConvscopeError(f"{file} is not valid JSON ({error}); it should be the history a "
                              "training run wrote") from None
-    except (ValueError, RecursionError):  # many-digit integers; nesting deeper than the parser's stack
-        raise ConvscopeError(f"{file} holds a number with thousands of digits or is nested too deeply; it "
-                             "should be the history a training run wrote") from None
+    except RecursionError:
+        from .. import limits
+        raise limits.too_deep(file) from None
+    except ValueError:  # an integer beyond Python's 4,300-digit conversion limit
+        raise ConvscopeError(f"{file} holds a number with thousands of digits; it should be the history a "
+                             "training run wrote") from None
     try:
         check_document(data, file, count_layers=False)
     except ConvscopeError as error:
