@@ -7,7 +7,7 @@ and after: nothing lost, nothing half-written, nothing outside the named outputs
 Cases that could eat memory run in a subprocess under ``RLIMIT_AS`` (:func:`run_limited`), so a
 regression fails with MemoryError instead of swapping the machine: the baseline (importing
 NumPy, SciPy's BLAS, Pillow and convscope, then a small training run) needs well under 1 GiB of
-address space here; :data:`MEMORY_LIMIT` leaves room for the 1 GiB decoding budget
+address space here; :data:`MEMORY_LIMIT` (3 GiB) leaves room for the 1 GiB decoding budget
 (limits.MAX_DECODED_BYTES) on top.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from convscope.train.checkpoint import META_KEY, save_checkpoint
 
 TINY = "conv2d(2, 3, padding=1) -> relu -> flatten -> linear(10)"
 SRC = os.path.dirname(os.path.dirname(convscope.__file__))
-MEMORY_LIMIT = 2 << 30
+MEMORY_LIMIT = 3 << 30
 
 
 def snapshot(folder) -> dict:

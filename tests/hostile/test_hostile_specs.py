@@ -115,12 +115,11 @@ def test_hostile_text_forms(tmp_path, capsys, text, words):
 
 
 @pytest.mark.parametrize("name", ["[/y].json", "[bold red]x[/].json", "[link=file:///etc/passwd]a[/link].json"])
-def test_rich_markup_in_spec_names(tmp_path, capsys, name):
+def test_rich_markup_in_spec_names(tmp_path, capsys, monkeypatch, name):
     path = tmp_path / name  # "[/y].json" is the file "y].json" in a folder named "["
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"input": [4], "layers": [{"type": "relu"}]}')
-    import os
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert main(["summary", name]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and name in captured.out

@@ -154,6 +154,8 @@ def _check_arrays(x, y, name: str) -> Tuple[np.ndarray, np.ndarray]:
                              f"shape {y.shape}")
     if x.shape[0] == 0:
         raise ConvscopeError(f"{name}: the data set is empty")
+    from .. import limits
+    limits.check(f"{name}: the images as float32", x.size * 4, "MAX_DECODED_BYTES", "bytes")
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":
@@ -207,17 +209,19 @@ def _read_bytes(path: str, declared=None) -> bytes:
             promised = declared(head)
             if promised is not None:
                 limits.check(f"{path}: the size its header declares", promised, "MAX_DECODED_BYTES", "bytes")
-            parts = [head, inflater.decompress(inflater.unconsumed_tail, budget + 1 - len(head))]
+            out, tail = bytearray(head), inflater.unconsumed_tail
         else:
-            parts = [inflater.decompress(raw, budget + 1)]
-        out = b"".join(parts)
-        if len(out) > budget or inflater.unconsumed_tail:
-            raise limits.exceeded(f"{path}: the decompressed data", len(out), "MAX_DECODED_BYTES", "bytes")
+            out, tail = bytearray(), raw
+        while tail and not inflater.eof:  # in 16 MiB steps: never more than the budget is held
+            out += inflater.decompress(tail, 1 << 24)
+            tail = inflater.unconsumed_tail
+            if len(out) > budget:
+                raise limits.exceeded(f"{path}: the decompressed data", len(out), "MAX_DECODED_BYTES", "bytes")
         if not inflater.eof:
             raise zlib.error("the stream ends early")
     except zlib.error as error:
         raise ConvscopeError(f"{path}: the gzip stream is truncated or corrupt ({error})") from None
-    return out
+    return bytes(out)
 
 
 def _idx_declared(head: bytes):
