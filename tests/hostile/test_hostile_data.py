@@ -190,11 +190,11 @@ def test_png_bomb_under_a_memory_limit(tmp_path, good_ckpt):
 
 
 def test_large_photo_predicts_within_the_memory_limit(tmp_path, good_ckpt):
-    # 6000×6000 RGB (36 Mpx, under the budget): decoded once and reduced before any float copy.
+    # 4500×4500 RGB (20 Mpx, under the budget): decoded once and reduced before any float copy.
     from PIL import Image
 
     (tmp_path / "model.npz").write_bytes(good_ckpt[0])
-    Image.new("RGB", (6000, 6000), (255, 255, 255)).save(tmp_path / "photo.png")
+    Image.new("RGB", (4500, 4500), (255, 255, 255)).save(tmp_path / "photo.png")
     rc, out, err = run_limited("predict", tmp_path / "model.npz", tmp_path / "photo.png", "--format", "json")
     assert rc == 0 and err == "", err
     assert json.loads(out)[0]["file"].endswith("photo.png")

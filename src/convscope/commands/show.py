@@ -116,7 +116,7 @@ def run_featuremaps(args) -> int:
 def run_curves(args) -> int:
     from ..viz import curves, save_figure
 
-    path = _check_output(args.output)
     history = os.path.join(args.run_dir, "history.json") if os.path.isdir(args.run_dir) else args.run_dir
+    path = _check_output(args.output, inputs=[history], force=args.force)
     save_figure(curves(args.run_dir), path, [history], args.force)
     return _done(path, "training curves")
