@@ -36,6 +36,17 @@ class RunLock:
     __del__ = release
 
 
+def _remove_stale_temporaries(out: str) -> None:
+    """Temporary files of files.atomic_write that a killed run left half-written (under the lock,
+    so no live writer owns them)."""
+    for name in os.listdir(out):
+        if name.endswith(".tmp") and any(name.startswith(f".{kept}.") for kept in OVERWRITE_ORDER):
+            try:
+                os.unlink(os.path.join(out, name))
+            except FileNotFoundError:
+                pass
+
+
 def take(out: Optional[str], overwrite: bool = False) -> Optional[RunLock]:
     """Lock ``out`` (created if missing) for one run; with ``overwrite``, then remove the old
     run's files in :data:`OVERWRITE_ORDER`. None when there is no run folder."""
@@ -54,6 +65,7 @@ def take(out: Optional[str], overwrite: bool = False) -> Optional[RunLock]:
         raise ConvscopeError(f"{out} is in use by another convscope train; wait for it to finish or choose "
                              "another --out") from None
     lock = RunLock(fd)
+    _remove_stale_temporaries(out)
     if overwrite:
         for name in OVERWRITE_ORDER:
             try:
