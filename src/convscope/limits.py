@@ -47,6 +47,16 @@ MAX_NAME_CHARS = 1_000
 MAX_HISTORY_ROWS = 1_000_000
 
 
+def is_finite_number(value, bound: float = 1e300) -> bool:
+    """A real JSON number (not a bool), finite, below ``bound`` in size (a many-digit integer is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return abs(float(value)) < bound
+    except OverflowError:
+        return False
+
+
 def exceeded(what: str, value, budget_name: str, unit: str = "") -> ConvscopeError:
     """The one message form: '<what> (<value>) exceeds the <budget> budget (limits.NAME)'."""
     budget = globals()[budget_name]

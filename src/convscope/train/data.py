@@ -25,11 +25,9 @@ on every machine.
 from __future__ import annotations
 
 import difflib
-import gzip
 import os
 import re
 import struct
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple

@@ -32,7 +32,6 @@ Decisions, documented because they change predictions:
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Iterable, List
 
 import numpy as np
@@ -54,16 +53,6 @@ def make(channels: int, size, value_range=(0.0, 255.0), invert="auto", crop="non
     return validate({"channels": int(channels), "size": [int(s) for s in size],
                      "range": [lo, hi], "invert": invert, "crop": crop,
                      "mean": [float(m) for m in mean], "std": [float(s) for s in std]})
-
-
-def _finite(value) -> bool:
-    """A real JSON number (not a bool, not NaN or infinity, not a many-digit integer)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(float(value)) and abs(float(value)) < 1e30
-    except OverflowError:
-        return False
 
 
 def validate(prep) -> Dict:
@@ -89,13 +78,14 @@ def validate(prep) -> Dict:
     if prep["crop"] not in ("none", "ink"):
         raise ConvscopeError(f"preprocessing crop must be \"none\" or \"ink\", got {str(prep['crop'])[:40]}")
     span = prep["range"]
-    if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(_finite(v) for v in span):
+    if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(limits.is_finite_number(v, 1e30)
+                                                                        for v in span):
         raise ConvscopeError(f"preprocessing range must be two finite numbers [low, high], got {str(span)[:60]}")
     for key in ("mean", "std"):
         values = prep[key]
         if not isinstance(values, (list, tuple)) or len(values) != c:
             raise ConvscopeError(f"preprocessing {key} needs one number per channel ({c}), got {str(values)[:60]}")
-        if not all(_finite(v) for v in values):
+        if not all(limits.is_finite_number(v, 1e30) for v in values):
             raise ConvscopeError(f"preprocessing {key} must be finite numbers, got {str(values)[:60]}")
     if any(float(s) <= 0 for s in prep["std"]):
         raise ConvscopeError(f"preprocessing std must be positive, got {prep['std']!r}")

@@ -7,11 +7,11 @@ or null value (no validation split, say) leaves that point out of its curve.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Dict, List, Sequence, Union
 
 from ..errors import ConvscopeError
+from ..limits import is_finite_number
 
 SERIES = (("loss", "train_loss", "val_loss"), ("accuracy", "train_accuracy", "val_accuracy"))
 
@@ -58,24 +58,16 @@ def check_history(rows, where: str = "history") -> List[Dict]:
         if not isinstance(row, dict) or "epoch" not in row or "train_loss" not in row:
             raise ConvscopeError(f"{where}: row {i} is not an epoch row with 'epoch' and 'train_loss' "
                                  f"(got {str(row)[:60]})")
-        if not _is_number(row["epoch"]):
+        if not limits.is_finite_number(row["epoch"]):
             raise ConvscopeError(f"{where}: row {i}'s epoch must be a finite number, got {str(row['epoch'])[:40]}")
     return rows
-
-
-def _is_number(value) -> bool:
-    try:
-        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and abs(value) < 1e300)
-    except OverflowError:  # an integer too large for a float
-        return False
 
 
 def _points(rows: Sequence[Dict], key: str):
     xs, ys = [], []
     for row in rows:
         value = row.get(key)
-        if _is_number(value):
+        if is_finite_number(value):
             xs.append(row["epoch"])
             ys.append(float(value))
     return xs, ys
