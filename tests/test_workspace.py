@@ -1,27 +1,42 @@
-"""The work-buffer pool reuses buffers and never keeps more than MAX_BYTES alive."""
+"""A Workspace reuses buffers; the Budget its model's layers share never keeps more than its cap.
+
+(Rewritten for issue 11 item 6: the buffers moved from one pool per process to one
+Workspace per layer, so these tests address a Workspace instead of module functions.)
+"""
 import numpy as np
 
-from convscope.ops import workspace as ws
+from convscope.ops.workspace import Budget, Workspace, fresh_copy, scratch
 
 
 def test_same_name_shape_dtype_is_reused():
-    ws.clear()
-    a = ws.workspace("t.a", (3, 4), np.float32)
-    assert ws.workspace("t.a", (3, 4), np.float32) is a
-    assert ws.workspace("t.a", (3, 4), np.float64) is not a   # another dtype is another buffer
-    assert ws.workspace("t.b", (3, 4), np.float32) is not a   # another name too
+    ws = Workspace()
+    a = ws.get("t.a", (3, 4), np.float32)
+    assert ws.get("t.a", (3, 4), np.float32) is a
+    assert ws.get("t.a", (3, 4), np.float64) is not a   # another dtype is another buffer
+    assert ws.get("t.b", (3, 4), np.float32) is not a   # another name too
+    assert Workspace().get("t.a", (3, 4), np.float32) is not a   # another owner too
 
 
-def test_pool_is_capped_and_evicts_least_recently_used(monkeypatch):
-    ws.clear()
-    monkeypatch.setattr(ws, "MAX_BYTES", 1000)
-    first = ws.workspace("t.first", (100,), np.float32)       # 400 bytes
-    ws.workspace("t.second", (100,), np.float32)              # 800 bytes kept
-    ws.workspace("t.first", (100,), np.float32)               # touch: second is now oldest
-    ws.workspace("t.third", (100,), np.float32)               # 1,200 > 1,000: evict second
-    assert ws.pooled_bytes() == 800
-    assert ws.workspace("t.first", (100,), np.float32) is first
-    big = ws.workspace("t.big", (1000,), np.float32)          # 4,000 bytes: handed out, not kept
-    assert big.shape == (1000,) and ws.pooled_bytes() == 800
-    ws.clear()
-    assert ws.pooled_bytes() == 0
+def test_budget_is_capped_and_evicts_least_recently_used_across_workspaces():
+    budget = Budget(max_bytes=1000)
+    one, two = Workspace(budget), Workspace(budget)
+    first = one.get("t.first", (100,), np.float32)      # 400 bytes
+    two.get("t.second", (100,), np.float32)             # 800 bytes kept
+    one.get("t.first", (100,), np.float32)              # touch: second is now oldest
+    one.get("t.third", (100,), np.float32)              # 1,200 > 1,000: evict second (in the other workspace)
+    assert budget.bytes == 800 and two.kept_bytes() == 0
+    assert one.get("t.first", (100,), np.float32) is first
+    big = two.get("t.big", (1000,), np.float32)         # 4,000 bytes: handed out, not kept
+    assert big.shape == (1000,) and budget.bytes == 800
+    one.clear()
+    assert budget.bytes == 0
+
+
+def test_without_a_workspace_scratch_is_fresh_and_fresh_copy_never_aliases():
+    assert scratch(None, "t", (2, 3), np.float64) is not scratch(None, "t", (2, 3), np.float64)
+    base = np.arange(12.0).reshape(1, 1, 4, 3)
+    crop = base[:, :, 1:3]                               # contiguous: ascontiguousarray returns it as is
+    assert np.shares_memory(np.ascontiguousarray(crop), base)
+    copy = fresh_copy(crop)
+    assert not np.shares_memory(copy, base) and copy.flags.c_contiguous
+    np.testing.assert_array_equal(copy, [[[[3, 4, 5], [6, 7, 8]]]])

@@ -11,10 +11,10 @@ and totals; no weight is allocated. How the pieces connect:
 * :mod:`.diagnose`: shape errors naming the layer, expected vs got, where it came from, a fix,
 * :mod:`.format`: rich table, plain text, Markdown and JSON.
 """
-from .diagnose import ShapeMismatch, check
+from .diagnose import ShapeMismatch
 from .format import markdown, plain_table, rich_table, to_json
 from .receptive import Field
-from .report import COUNTING_NOTE, Report, Row, analyze
+from .report import COUNTING_NOTE, Report, Row, analyze, check
 
 
 def explain(model, input_shape=None, **kwargs) -> str:

@@ -16,7 +16,7 @@ message and adds where its input came from.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from ..errors import ConvscopeError, format_count, format_shape
 from ..shapes import conv_output_size, prod, resolve_padding
@@ -95,12 +95,12 @@ def failure(name: str, layer, shape: Sequence[int], error: ConvscopeError, histo
 
 
 def _linear(name, layer, shape, history) -> Optional[ShapeMismatch]:
-    expected = getattr(layer, "in_features", None)
-    if layer.type_name != "linear":
+    if not hasattr(layer, "in_features"):  # layers that read features on the last axis (linear)
         return None
+    expected = layer.in_features
     if len(shape) > 1 and expected is None:
         fix = "add flatten before it"
-        return ShapeMismatch(f"{_where(name, layer)}: linear expects a flat vector of features, got "
+        return ShapeMismatch(f"{_where(name, layer)}: {layer.type_name} expects a flat vector of features, got "
                              f"{format_shape(shape)}; {fix}", name, None, shape, fix)
     got = prod(shape)
     if expected is None or int(expected) == got:
@@ -109,7 +109,7 @@ def _linear(name, layer, shape, history) -> Optional[ShapeMismatch]:
     story = _count_story(history, expected, shape)
     fix = (f"set in_features={got} (or leave it out to infer it), or change the layers before it "
            f"so they give {format_count(expected)}")
-    message = (f"{_where(name, layer)}: linear expects {format_count(expected)} inputs, got "
+    message = (f"{_where(name, layer)}: {layer.type_name} expects {format_count(expected)} inputs, got "
                f"{format_count(got)}: {story}; {fix}")
     if len(shape) > 1:
         message += f", and add flatten before it (the input is {format_shape(shape)})"
@@ -167,13 +167,3 @@ def _tuple(value, like: tuple) -> tuple:
     if isinstance(value, int):
         return (value,) * len(like)
     return tuple(value)
-
-
-def check(model, input_shape) -> List[str]:
-    """Problems with ``model`` on ``input_shape`` as sentences (empty when it fits)."""
-    from .report import analyze
-    try:
-        analyze(model, input_shape)
-    except ConvscopeError as error:
-        return [str(error)]
-    return []

@@ -11,6 +11,7 @@ import io
 import json
 from typing import List
 
+from ..equations import render_sections
 from ..errors import format_count as fc
 from ..errors import format_shape
 from .describe import call_text
@@ -147,8 +148,8 @@ def explain_text(report) -> str:
     out = []
     for row in report.layers:
         indent = "  " * row.depth
-        out.append(f"{indent}{row.name} {call_text(row.layer)} → {format_shape(row.output_shape)}")
-        out.extend(f"{indent}    {line}" for line in row.explain())
+        heading = f"{indent}{row.name} {call_text(row.layer)} → {format_shape(row.output_shape)}"
+        out.append(render_sections([(heading, row.explain())], indent=f"{indent}    ", gap=False))
     counted = [r for r in report.layers if r.params and r.shared_with is None]
     if len(counted) > 1:
         terms = " + ".join(fc(r.params) for r in counted)

@@ -28,7 +28,6 @@ import numpy as np
 
 from ..errors import ConvscopeError
 from ..layers.base import Layer, _check_shape
-from ..layers.containers import Sequential
 from ..shapes import prod
 from . import counting, diagnose
 from .receptive import Field, after, union
@@ -176,7 +175,7 @@ class Report:
     @property
     def activation_bytes(self) -> int:
         """Bytes of every intermediate output (a sequential's output is its last layer's)."""
-        return sum(r.memory_bytes for r in self.layers if r.type != "sequential")
+        return sum(r.memory_bytes for r in self.layers if not (r.layer is not None and r.layer.is_chain))
 
     @property
     def param_bytes(self) -> int:
@@ -259,22 +258,22 @@ class _Walker:
         row = Row(name, layer.type_name, depth, True, shape, shape, layer=layer, field_in=fld)
         self.rows.append(row)
         first = len(self.rows)
-        if isinstance(layer, Sequential):
+        if layer.is_chain:
             out, out_field = self._chain(layer.children(), f"{name}.", depth + 1, shape, fld, history)
         else:
             results = []
             for child_name, child in layer.children():
                 branch_history = list(history)
                 prefix = f"{name}.{child_name}"
-                if isinstance(child, Sequential):  # a branch's list of layers: no row of its own
+                if child.is_chain:  # a branch's list of layers: no row of its own
                     results.append(self._chain(child.children(), f"{prefix}.", depth + 1, shape, fld,
                                                branch_history))
                 else:
                     results.append(self.walk(child, prefix, depth + 1, shape, fld, branch_history))
             row.branch_shapes = [s for s, _ in results]
             fields = [f for _, f in results]
-            if layer.type_name == "residual" and getattr(layer, "shortcut", None) is None:
-                fields.append(fld)  # identity shortcut: the input itself is added
+            if layer.passes_input:
+                fields.append(fld)  # identity shortcut: the input itself joins the output
             try:
                 out = tuple(int(n) for n in layer.output_shape(shape))
             except ConvscopeError as error:
@@ -351,8 +350,18 @@ def analyze(model: Layer, input_shape: Optional[Sequence[int]] = None, *, dtype=
     walker = _Walker(shape, itemsize, int(batch_size))
     fld = Field.of_input(shape)
     history: History = []
-    if isinstance(model, Sequential):
+    if model.is_chain:
         out, fld = walker._chain(model.children(), "", 0, shape, fld, history)
     else:
         out, fld = walker.walk(model, model.type_name, 0, shape, fld, history)
     return Report(shape, out, walker.rows, np.dtype(dtype).name, int(batch_size), fld)
+
+
+def check(model, input_shape) -> List[str]:
+    """Problems with ``model`` on ``input_shape`` as sentences (empty when it fits); each is
+    :mod:`.diagnose`'s sentence for the first layer that cannot take its input."""
+    try:
+        analyze(model, input_shape)
+    except ConvscopeError as error:
+        return [str(error)]
+    return []

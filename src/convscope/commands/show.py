@@ -82,7 +82,7 @@ def _load(path: str):
 
 
 def run_architecture(args) -> int:
-    from ..spec.resolve import resolve
+    from .resolve import resolve
     from ..viz import save_architecture
 
     path = _check_output(args.output, inputs=[args.model] if os.path.exists(args.model) else [],

@@ -1,7 +1,7 @@
 """``convscope summary MODEL [--input 3x224x224] [--explain] [--format table|json|markdown]``.
 
 MODEL is a zoo name, a spec file (.json/.yaml), a checkpoint (.npz) or the one-line text form
-(see :mod:`convscope.spec.resolve`). The table (rich on a terminal, plain when piped) has a
+(see :mod:`convscope.commands.resolve`). The table (rich on a terminal, plain when piped) has a
 row per layer, nested layers with dotted names, and a totals row; ``json`` prints the
 contract's object (``total_params``, ``trainable_params``, ``total_macs``, ``input``,
 ``output``, ``layers`` ...); ``markdown`` pastes into a README. ``--explain`` adds every
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..analysis import analyze, markdown, to_json
     from ..analysis.format import print_table
-    from ..spec.resolve import resolve
+    from .resolve import resolve
 
     found = resolve(args.model, args.input)
     if found.input_shape is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 
+from ..equations import section_rows
 from ..errors import ConvscopeError
 
 KINDS = ("conv1d", "conv2d", "maxpool2d", "linear")
@@ -123,14 +124,9 @@ def run(args) -> int:
         return 0
     from rich.console import Console
     console = Console(highlight=False, soft_wrap=True)
-    first = True
-    for title, lines in result.sections:
-        if not lines:
-            continue
-        if not first:
+    for kind, text in section_rows(result.sections):
+        if kind == "gap":
             console.print()
-        first = False
-        console.print(title, style="bold", markup=False)
-        for line in lines:
-            console.print(f"  {line}", markup=False)
+        else:
+            console.print(text, style="bold" if kind == "title" else None, markup=False)
     return 0

@@ -67,7 +67,7 @@ def run(args) -> int:
         raise ConvscopeError(f"--lr must be greater than 0, got {args.lr:g}; try 0.001")
     model = None
     if args.model is not None:
-        from ..spec.resolve import resolve
+        from .resolve import resolve
         model = resolve(args.model).model
     data = load_data(args.data)
     if len(set(data.train.y.tolist())) < 2:

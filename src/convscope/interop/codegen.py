@@ -23,7 +23,6 @@ from typing import Dict, List
 
 from .torch_export import TorchDesc
 
-_CUSTOM_ORDER = ["Concat", "Residual", "GlobalAvgPool", "LocallyConnected2d"]
 _INDENT = "    "
 
 
@@ -47,25 +46,44 @@ def _used(desc: TorchDesc, found: set) -> set:
     return found
 
 
+def _nests(value) -> bool:
+    return isinstance(value, TorchDesc) or (isinstance(value, list) and any(isinstance(v, TorchDesc) for v in value))
+
+
 def render(desc: TorchDesc, depth: int = 0) -> str:
-    """One module as a Python expression, nested modules indented one level deeper."""
-    inner = _INDENT * (depth + 1)
-    if desc.kind == "Sequential":
-        items = [render(d, depth + 1) for d in desc.args["modules"]]
-        if not items:
-            return "nn.Sequential()"
-        return "nn.Sequential(\n" + "".join(f"{inner}{item},\n" for item in items) + _INDENT * depth + ")"
-    if desc.kind == "Concat":
-        items = [render(d, depth + 1) for d in desc.args["branches"]]
-        return "Concat([\n" + "".join(f"{inner}{item},\n" for item in items) + _INDENT * depth + "])"
-    if desc.kind == "Residual":
-        shortcut = desc.args["shortcut"]
-        body = render(desc.args["body"], depth + 1)
-        short = "None" if shortcut is None else render(shortcut, depth + 1)
-        return f"Residual(\n{inner}body={body},\n{inner}shortcut={short},\n{_INDENT * depth})"
+    """One module as a Python expression, nested modules indented one level deeper.
+
+    A leaf is one line, ``nn.Conv2d(in_channels=3, ...)``. A module holding modules puts each
+    on its own line: ``nn.Sequential(`` one per line ``)`` for positional modules (``varargs``),
+    ``Concat([`` one per line ``])`` for a single list argument, else one ``key=value`` per line.
+    """
     prefix = "" if desc.custom else "nn."
-    arguments = ", ".join(f"{key}={literal(value)}" for key, value in desc.args.items())
-    return f"{prefix}{desc.kind}({arguments})"
+    inner = _INDENT * (depth + 1)
+    close = _INDENT * depth
+    if not any(_nests(v) for v in desc.args.values()) and not desc.varargs:
+        arguments = ", ".join(f"{key}={literal(value)}" for key, value in desc.args.items())
+        return f"{prefix}{desc.kind}({arguments})"
+    values = list(desc.args.items())
+    if desc.varargs:
+        items = [render(d, depth + 1) for d in values[0][1]]
+        rest = "".join(f"{inner}{key}={_value(v, depth + 1)},\n" for key, v in values[1:])
+        if not items and not rest:
+            return f"{prefix}{desc.kind}()"
+        return f"{prefix}{desc.kind}(\n" + "".join(f"{inner}{item},\n" for item in items) + rest + close + ")"
+    if len(values) == 1 and isinstance(values[0][1], list):
+        items = [render(d, depth + 1) for d in values[0][1]]
+        return f"{prefix}{desc.kind}([\n" + "".join(f"{inner}{item},\n" for item in items) + close + "])"
+    body = "".join(f"{inner}{key}={_value(v, depth + 1)},\n" for key, v in values)
+    return f"{prefix}{desc.kind}(\n{body}{close})"
+
+
+def _value(value, depth: int) -> str:
+    if isinstance(value, TorchDesc):
+        return render(value, depth)
+    if _nests(value):
+        inner = _INDENT * (depth + 1)
+        return "[\n" + "".join(f"{inner}{render(d, depth + 1)},\n" for d in value) + _INDENT * depth + "]"
+    return literal(value)
 
 
 def literal(value) -> str:
@@ -102,7 +120,7 @@ def module_source(desc: TorchDesc, *, input_shape, dtype: str, weights_file: str
     """The whole generated file for one exported model."""
     used = _used(desc, set())
     sources = custom_sources()
-    classes: List[str] = [sources[name] for name in _CUSTOM_ORDER if name in used]
+    classes: List[str] = [text for name, text in sources.items() if name in used]  # the file's order
     torch_dtype = "torch.float64" if dtype == "float64" else "torch.float32"
     # User strings (file names, the version) never go into the docstring: a name holding
     # three quotes would end it. They are module constants written with repr instead.

@@ -48,9 +48,20 @@ from ..shapes import prod, same_padding
 from .onnx_checks import constant_value, read_attrs, tensor_array
 from .optional import require
 
-SUPPORTED = ("AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Dropout", "Einsum",
-             "Flatten", "Gemm", "GlobalAveragePool", "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool",
-             "Add", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh")
+#: Ops read by the converters below (one-to-one ops come from the registry: one_to_one()).
+_CONVERTED = ("AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Dropout", "Einsum",
+              "Flatten", "Gemm", "GlobalAveragePool", "Identity", "LRN", "LeakyRelu", "MatMul", "MaxPool",
+              "Add", "Reshape", "Softmax")
+
+
+def one_to_one() -> Dict[str, type]:
+    """ONNX op type -> layer class, for the registered types that declare an attribute-free
+    one-to-one ``onnx_op`` (relu, sigmoid, tanh, ...)."""
+    from ..layers.registry import LAYER_TYPES
+    return {cls.onnx_op: cls for cls in LAYER_TYPES.values() if cls.onnx_op}
+
+
+SUPPORTED = tuple(sorted(set(_CONVERTED) | set(one_to_one())))
 _DTYPES = {1: np.float32, 11: np.float64}
 #: Operators allowed on *shape values* (computed from Shape(x)), e.g. torch's x.view(x.size(0), -1).
 SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity")
@@ -98,7 +109,7 @@ class _Reader:
             if self._computes_shape(node, op):
                 for name in node.output:
                     self.shape_nodes[name] = node
-            elif op not in SUPPORTED:
+            elif op not in SUPPORTED and op not in one_to_one():
                 unsupported[op] += 1
             elif op == "Constant":
                 self.consts[node.output[0]] = self._constant_value(node)
@@ -109,7 +120,7 @@ class _Reader:
         if unsupported:
             listed = ", ".join(f"{op} ({n})" if n > 1 else op for op, n in sorted(unsupported.items()))
             raise ConvscopeError(f"{path} uses operators convscope cannot read: {listed}; supported: "
-                                 f"{', '.join(sorted(set(SUPPORTED) - {'Constant', 'Einsum'}))}")
+                                 f"{', '.join(sorted((set(SUPPORTED) | set(one_to_one())) - {'Constant', 'Einsum'}))}")
         inputs = [i for i in graph.input if i.name not in self.consts]
         if len(inputs) != 1 or len(graph.output) != 1:
             raise ConvscopeError(f"{path} has {len(inputs)} inputs and {len(graph.output)} outputs; convscope "
@@ -311,7 +322,7 @@ class _Reader:
     # ----- single nodes (and the short patterns they start) ---------------------------------
     def unary(self, index: int, tensor: str, stop: str, shape) -> Tuple[List[Layer], str]:
         node = self.take(index)
-        handler = getattr(self, f"_op_{node.op_type}", None)
+        handler = getattr(self, f"_op_{node.op_type}", None) or self._one_to_one(node.op_type)
         if handler is None:
             raise self.fail(node, "does not start a layer convscope knows in this position")
         if self.activations(node) != [tensor] and node.op_type not in ("MatMul",):
@@ -321,6 +332,18 @@ class _Reader:
         if not isinstance(layers, list):
             layers = [layers]
         return layers, out
+
+    def _one_to_one(self, op: str):
+        cls = one_to_one().get(op)
+        if cls is None:
+            return None
+
+        def convert(node, tensor, stop, shape):
+            try:
+                return cls.from_onnx_attributes(self.attrs(node))
+            except ConvscopeError as error:
+                raise self.fail(node, str(error)) from None
+        return convert
 
     def _layer(self, layer: Layer, **weights) -> Layer:
         self.weights.append((layer, {k: v for k, v in weights.items() if v is not None}))
@@ -436,15 +459,6 @@ class _Reader:
 
     def _op_Einsum(self, node, tensor, stop, shape):
         raise self.fail(node, "is not part of a locally connected layer (unfold Conv then Einsum)")
-
-    def _op_Relu(self, node, tensor, stop, shape):
-        return L.ReLU()
-
-    def _op_Sigmoid(self, node, tensor, stop, shape):
-        return L.Sigmoid()
-
-    def _op_Tanh(self, node, tensor, stop, shape):
-        return L.Tanh()
 
     def _op_LeakyRelu(self, node, tensor, stop, shape):
         return L.LeakyReLU(_float(self.attrs(node).get("alpha", 0.01)))

@@ -1,110 +1,48 @@
 """PyTorch -> convscope: read an ``nn.Sequential`` of supported modules, weights included.
 
-Each torch module maps to the convscope layer of the same name and arguments (the reverse
-of :mod:`.torch_export`); containers recurse, so module paths, and hence state-dict names,
-stay equal. Modules are matched by exact type, so a subclass with its own ``forward`` is
-refused rather than silently converted. The four modules of :mod:`.torch_modules` (also
-when they come from a file written by ``convscope export``) are matched by class name and
-their attributes.
+Each torch module maps to the convscope layer type that declares it as its ``torch_class``
+(the reverse of :mod:`.torch_export`), built by that class's ``from_torch_module`` (by
+default from the module's attributes of the constructor's names); containers recurse, so
+module paths, and hence state-dict names, stay equal. ``torch.nn`` modules are matched by
+exact type, so a subclass with its own ``forward`` is refused rather than silently
+converted. The modules of :mod:`.torch_modules` (also when they come from a file written by
+``convscope export``) are matched by class name.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Dict, Tuple
 
 import numpy as np
 
-from .. import layers as L
+from .. import layers as _layers  # noqa: F401 (registers every layer type)
 from ..errors import ConvscopeError, format_shape
 from ..layers.base import Layer, _check_shape
-from ..layers.containers import Concat, Residual, Sequential
+from ..layers.containers import Sequential
+from ..layers.registry import LAYER_TYPES
 from .optional import require
 
 
-def _stride_or_none(module) -> Any:
-    """torch stores ``stride=kernel_size`` when none was given; convscope keeps None then."""
-    def as_list(v):
-        return list(v) if isinstance(v, (tuple, list)) else [v]
-    kernel, stride = as_list(module.kernel_size), as_list(module.stride)
-    if len(stride) == 1 and len(kernel) > 1:
-        stride = stride * len(kernel)
-    if len(kernel) == 1 and len(stride) > 1:
-        kernel = kernel * len(stride)
-    return None if stride == kernel else module.stride
-
-
-def _conv(cls):
-    def convert(m, path):
-        if m.padding_mode != "zeros":
-            raise ConvscopeError(f"module {path} ({type(m).__name__}) uses padding_mode={m.padding_mode!r}; "
-                                 "convscope pads with zeros only, so use padding_mode='zeros'")
-        return cls(m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
-                   groups=m.groups, bias=m.bias is not None)
-    return convert
-
-
-def _maxpool(cls):
-    def convert(m, path):
-        if m.return_indices:
-            raise ConvscopeError(f"module {path} ({type(m).__name__}) has return_indices=True, which returns "
-                                 "two tensors; convscope layers return one, so set return_indices=False")
-        return cls(m.kernel_size, stride=_stride_or_none(m), padding=m.padding, dilation=m.dilation,
-                   ceil_mode=m.ceil_mode)
-    return convert
-
-
-def _linear(m, path, shape):
-    # On a (C, ..., F) input convscope's linear wants in_features named (forgetting flatten is
-    # the usual mistake there); on a vector it is inferred, as in convscope's own specs.
-    return L.Linear(m.out_features, bias=m.bias is not None, in_features=m.in_features if len(shape) > 1 else None)
-
-
-def _softmax(m, path):
-    if m.dim is None:
-        raise ConvscopeError(f"module {path} (Softmax) has dim=None (an implicit axis); give it an explicit "
-                             "dim such as nn.Softmax(dim=1)")
-    return L.Softmax(m.dim)
-
-
-def _batchnorm(cls):
-    return lambda m, path: cls(eps=m.eps, momentum=m.momentum, affine=m.affine,
-                               track_running_stats=m.track_running_stats)
-
-
-def _leaf_table(nn) -> Dict[type, Callable]:
-    return {
-        nn.Conv1d: _conv(L.Conv1d),
-        nn.Conv2d: _conv(L.Conv2d),
-        nn.Linear: _linear,
-        nn.MaxPool1d: _maxpool(L.MaxPool1d),
-        nn.MaxPool2d: _maxpool(L.MaxPool2d),
-        nn.AvgPool1d: lambda m, path: L.AvgPool1d(m.kernel_size, stride=_stride_or_none(m), padding=m.padding,
-                                                  ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad),
-        nn.AvgPool2d: lambda m, path: L.AvgPool2d(m.kernel_size, stride=_stride_or_none(m), padding=m.padding,
-                                                  ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
-                                                  divisor_override=m.divisor_override),
-        nn.AdaptiveAvgPool2d: lambda m, path: L.AdaptiveAvgPool2d(m.output_size),
-        nn.BatchNorm1d: _batchnorm(L.BatchNorm1d),
-        nn.BatchNorm2d: _batchnorm(L.BatchNorm2d),
-        nn.LocalResponseNorm: lambda m, path: L.LocalResponseNorm(m.size, alpha=m.alpha, beta=m.beta, k=m.k),
-        nn.Flatten: lambda m, path: L.Flatten(m.start_dim, m.end_dim),
-        nn.ReLU: lambda m, path: L.ReLU(),
-        nn.ReLU6: lambda m, path: L.ReLU6(),
-        nn.LeakyReLU: lambda m, path: L.LeakyReLU(m.negative_slope),
-        nn.Sigmoid: lambda m, path: L.Sigmoid(),
-        nn.Tanh: lambda m, path: L.Tanh(),
-        nn.Softmax: _softmax,
-        nn.Dropout: lambda m, path: L.Dropout(m.p),
-    }
-
-
-def _is_custom(module, name: str, *attributes: str) -> bool:
-    return type(module).__name__ == name and all(hasattr(module, a) for a in attributes)
+def _tables(nn) -> Tuple[Dict[type, type], Dict[str, type]]:
+    """The registry's torch counterparts: ``torch.nn`` classes (matched by exact type) and
+    convscope's own modules (:mod:`.torch_modules`, also as copied into an exported ``net.py``;
+    matched by class name)."""
+    exact: Dict[type, type] = {}
+    by_name: Dict[str, type] = {}
+    for cls in LAYER_TYPES.values():
+        name = cls.torch_class
+        if name is None:
+            continue
+        if isinstance(getattr(nn, name, None), type):
+            exact[getattr(nn, name)] = cls
+        else:
+            by_name[name] = cls
+    return exact, by_name
 
 
 class _Converter:
     def __init__(self, torch):
         self.nn = torch.nn
-        self.leaves = _leaf_table(torch.nn)
+        self.exact, self.by_name = _tables(torch.nn)
 
     def sequential(self, module, path: str, shape) -> Sequential:
         """Convert the children in order; ``shape`` is the per-sample input, threaded through so
@@ -122,33 +60,26 @@ class _Converter:
         return Sequential(layers)
 
     def layer(self, module, path: str, shape) -> Layer:
-        nn = self.nn
-        if type(module) is nn.Sequential:
-            return self.sequential(module, path, shape)
-        if _is_custom(module, "Concat", "branches"):
-            return Concat([self.branch(b, f"{path}.branches.{i}", shape) for i, b in enumerate(module.branches)])
-        if _is_custom(module, "Residual", "body", "shortcut"):
-            shortcut = module.shortcut
-            return Residual(self.branch(module.body, f"{path}.body", shape),
-                            None if shortcut is None else self.branch(shortcut, f"{path}.shortcut", shape))
-        if _is_custom(module, "GlobalAvgPool"):
-            return L.GlobalAvgPool()
-        if _is_custom(module, "LocallyConnected2d", "kernel_size", "stride", "padding", "out_channels"):
-            return L.LocallyConnected2d(module.out_channels, module.kernel_size, stride=module.stride,
-                                        padding=module.padding, bias=module.bias is not None)
-        convert = self.leaves.get(type(module))
-        if convert is None:
-            kind = f"{type(module).__module__}.{type(module).__qualname__}"
-            names = sorted(c.__name__ for c in self.leaves)
-            raise ConvscopeError(f"module {path or '(top)'} is a {kind}, which convscope cannot convert; "
-                                 f"supported: nn.Sequential, {', '.join(names)} and convscope's Concat, "
-                                 "Residual, GlobalAvgPool and LocallyConnected2d")
+        cls = self.exact.get(type(module))
+        if cls is None and not isinstance(module, self.nn.Sequential):
+            cls = self.by_name.get(type(module).__name__)
+        if cls is None:
+            raise self._unsupported(module, path)
         try:
-            return convert(module, path, shape) if convert is _linear else convert(module, path)
+            return cls.from_torch_module(module, path, shape, self)
+        except AttributeError:  # a class of the same name that is not convscope's
+            raise self._unsupported(module, path) from None
         except ConvscopeError as error:
             if str(error).startswith("module "):
                 raise
             raise ConvscopeError(f"module {path} ({type(module).__name__}): {error}") from None
+
+    def _unsupported(self, module, path: str) -> ConvscopeError:
+        kind = f"{type(module).__module__}.{type(module).__qualname__}"
+        names = sorted(c.__name__ for c in self.exact if c is not self.nn.Sequential)
+        return ConvscopeError(f"module {path or '(top)'} is a {kind}, which convscope cannot convert; "
+                              f"supported: nn.Sequential, {', '.join(names)} and convscope's "
+                              f"{', '.join(sorted(self.by_name))}")
 
     def branch(self, module, path: str, shape) -> Sequential:
         if type(module) is not self.nn.Sequential:

@@ -98,4 +98,50 @@ class LocallyConnected2d(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-CUSTOM = {cls.__name__: cls for cls in (Concat, Residual, GlobalAvgPool, LocallyConnected2d)}
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of (N, C, *S), as torchvision's ConvNeXt LayerNorm2d: the
+    channel axis moved last, ``nn.LayerNorm(C)``, moved back. Parameters ``weight``, ``bias`` (C,)."""
+
+    def __init__(self, num_features, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__(num_features, eps=eps, elementwise_affine=elementwise_affine, bias=bias)
+
+    def forward(self, x):
+        y = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)
+
+
+class LayerScale(nn.Module):
+    """``y = layer_scale · x`` with ``layer_scale`` (C, 1, ..., 1), torchvision CNBlock's parameter."""
+
+    def __init__(self, num_features, spatial_dims=2, init_value=1e-6):
+        super().__init__()
+        self.layer_scale = nn.Parameter(torch.ones((num_features,) + (1,) * spatial_dims) * init_value)
+
+    def forward(self, x):
+        return self.layer_scale * x
+
+
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: in training, zero a sample's input (``"row"``) or the
+    batch's (``"batch"``) with probability p and scale the rest by 1/(1 − p); else the identity."""
+
+    def __init__(self, p, mode="row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def extra_repr(self):
+        return f"p={self.p}, mode={self.mode}"
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+
+CUSTOM = {cls.__name__: cls for cls in (Concat, Residual, GlobalAvgPool, LocallyConnected2d, LayerNorm2d,
+                                        LayerScale, StochasticDepth)}

@@ -13,3 +13,6 @@ from .dense import *  # noqa: F401,F403
 from .activation import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
+from .gating import *  # noqa: F401,F403
+from .layer_norm import *  # noqa: F401,F403
+from .branch import *  # noqa: F401,F403

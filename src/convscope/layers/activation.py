@@ -11,9 +11,10 @@ import numbers
 
 import numpy as np
 
-from ..errors import ConvscopeError
+from ..errors import ConvscopeError, format_shape
 from ..ops import activations as act
 from ..ops.dropout import dropout_backward, dropout_forward
+from ..shapes import prod
 from .base import Layer, Shape
 from .registry import register
 
@@ -22,6 +23,17 @@ __all__ = ["ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout"
 
 class _Elementwise(Layer):
     """Shape-preserving layer whose maths is a pair of ops ``(forward, backward)``."""
+
+    family = "activation"
+    #: Operations per output element, counted as "activations" (analysis.counting).
+    ops_per_element = 1
+
+    def other_ops(self, input_shape: Shape, output_shape: Shape):
+        return {"activations": self.ops_per_element * prod(output_shape)}
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 4, 5)), (cls(), (6,))]
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
@@ -46,12 +58,14 @@ class ReLU(_Elementwise):
     """``y = max(x, 0)``; the gradient at exactly 0 is 0, as in PyTorch."""
 
     type_name = "relu"
+    torch_class = "ReLU"
+    onnx_op = "Relu"
 
     def _op_forward(self, x):
         return act.relu_forward(x)
 
     def _op_backward(self, dy, cache):
-        return act.relu_backward(dy, cache)
+        return act.relu_backward(dy, cache, self.workspace)
 
 
 @register
@@ -59,12 +73,17 @@ class ReLU6(_Elementwise):
     """``y = min(max(x, 0), 6)``; the gradient is 1 strictly between 0 and 6, else 0."""
 
     type_name = "relu6"
+    torch_class = "ReLU6"
+
+    def to_onnx(self, g, inputs, path):
+        return [g.node("Clip", [inputs[0], g.const(g.name(path, "min"), 0.0), g.const(g.name(path, "max"), 6.0)],
+                       path)]
 
     def _op_forward(self, x):
         return act.relu6_forward(x)
 
     def _op_backward(self, dy, cache):
-        return act.relu6_backward(dy, cache)
+        return act.relu6_backward(dy, cache, self.workspace)
 
 
 @register
@@ -72,6 +91,14 @@ class LeakyReLU(_Elementwise):
     """``y = x`` for x > 0, ``negative_slope·x`` otherwise (PyTorch's default slope 0.01)."""
 
     type_name = "leaky_relu"
+    torch_class = "LeakyReLU"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 4, 5)), (cls(0.2), (6,))]
+
+    def to_onnx(self, g, inputs, path):
+        return [g.node("LeakyRelu", list(inputs), path, alpha=self.negative_slope)]
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -92,6 +119,8 @@ class Sigmoid(_Elementwise):
     """``y = 1 / (1 + e^(−x))``, computed without overflow for large |x|."""
 
     type_name = "sigmoid"
+    torch_class = "Sigmoid"
+    onnx_op = "Sigmoid"
 
     def _op_forward(self, x):
         return act.sigmoid_forward(x)
@@ -105,6 +134,8 @@ class Tanh(_Elementwise):
     """``y = tanh(x)``."""
 
     type_name = "tanh"
+    torch_class = "Tanh"
+    onnx_op = "Tanh"
 
     def _op_forward(self, x):
         return act.tanh_forward(x)
@@ -124,6 +155,25 @@ class Softmax(_Elementwise):
     """
 
     type_name = "softmax"
+    torch_class = "Softmax"
+    ops_per_element = 3  # exp, sum, divide
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (4, 3, 2)), (cls(-1), (3, 5)), (cls(2), (2, 3, 4))]
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        if module.dim is None:
+            raise ConvscopeError(f"module {path} (Softmax) has dim=None (an implicit axis); give it an explicit "
+                                 "dim such as nn.Softmax(dim=1)")
+        return cls(module.dim)
+
+    def shape_derivation(self, input_shape, output_shape):
+        return [f"shape unchanged: {format_shape(output_shape)}"]
+
+    def to_onnx(self, g, inputs, path):  # negative axes count from the end in ONNX too
+        return [g.node("Softmax", list(inputs), path, axis=self.dim)]
 
     def __init__(self, dim: int = 1):
         super().__init__()
@@ -165,6 +215,20 @@ class Dropout(Layer):
 
     type_name = "dropout"
     has_train_mode = True
+    random_in_training = True
+    family = "shape"
+    diagram_fold = True
+    torch_class = "Dropout"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 4, 5)), (cls(0.25), (6,))]
+
+    def other_ops(self, input_shape, output_shape):
+        return {}  # the identity at inference
+
+    def to_onnx(self, g, inputs, path):
+        return [g.node("Dropout", [inputs[0], g.const(g.name(path, "ratio"), self.p)], path)]
 
     def __init__(self, p: float = 0.5):
         super().__init__()

@@ -15,11 +15,12 @@ Shapes passed to the rules are per-sample (no batch dimension), e.g. ``(3, 32, 3
 from __future__ import annotations
 
 import inspect
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import ConvscopeError
+from ..ops.workspace import Budget, Workspace
 
 Shape = Tuple[int, ...]
 
@@ -76,6 +77,38 @@ class Layer:
     type_name: str = ""
     #: True for layers whose forward differs between training and inference.
     has_train_mode: bool = False
+    #: True for layers whose training forward draws random numbers (dropout, stochastic
+    #: depth): finite differences of such a forward are meaningless, so checks use eval mode.
+    random_in_training: bool = False
+    #: How closely the PyTorch counterpart agrees in float64 (relative and absolute). Looser
+    #: only where torch itself rounds: nn.Hardsigmoid's backward multiplies by 1/6 as a
+    #: float32 constant even in float64, so its dL/dx agrees to about 3e-8, not 1e-15.
+    torch_tolerance: float = 1e-9
+
+    # ----- the declaration protocol (docs/adding-a-layer.md) --------------------------------
+    # Analysis, pictures and exchange loop over the registry and call these hooks; they keep no
+    # per-type tables. A hook without a sensible default raises UndeclaredHook naming the type.
+    #: Diagram colour family: conv, pool, linear, activation, norm, shape, join or container.
+    family: ClassVar[Optional[str]] = None
+    #: viz.filters may draw this layer's ``weight`` as filters.
+    has_filters: ClassVar[bool] = False
+    #: Stage diagrams fold this layer into the box above; None: fold activations and norms.
+    diagram_fold: ClassVar[Optional[bool]] = None
+    #: torch.nn class name of a one-to-one counterpart whose arguments are this constructor's.
+    torch_class: ClassVar[Optional[str]] = None
+    #: ONNX op type of a one-to-one, attribute-free counterpart.
+    onnx_op: ClassVar[Optional[str]] = None
+    #: Inputs taken as a graph node: 1, or None for "one or more" (merge layers).
+    arity: ClassVar[Optional[int]] = 1
+    #: Children run one after another on one input (Sequential). A container whose children
+    #: each read the container's input (branches) leaves it False.
+    is_chain: ClassVar[bool] = False
+
+    @property
+    def passes_input(self) -> bool:
+        """True when the input itself joins the output beside the children (a residual's
+        identity shortcut): the receptive field and the diagram include it."""
+        return False
 
     def __init__(self):
         self.input_shape: Optional[Shape] = None  # per-sample, set by build
@@ -84,6 +117,7 @@ class Layer:
         self._buffers: Dict[str, np.ndarray] = {}
         self._cache = None
         self._input_grad = True  # False during a backward whose caller does not need dL/dx
+        self._workspace: Optional[Workspace] = None
 
     # ----- shape rules (pure: no weights needed) --------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -116,6 +150,80 @@ class Layer:
         """Sub-layers with their local names (containers only)."""
         return []
 
+    # ----- declared per type (see the class attributes above) -------------------------------
+    def other_ops(self, input_shape: Shape, output_shape: Shape) -> Dict[str, int]:
+        """Non-MAC operations of one forward pass for one sample, by category of
+        :data:`convscope.analysis.counting.CATEGORIES` (bias adds of layers with MACs are counted
+        generically). Every type declares it, ``{}`` when it computes nothing else."""
+        raise UndeclaredHook(self, "other_ops(input_shape, output_shape)",
+                             "return its non-MAC operations per sample, {} for none")
+
+    def shape_derivation(self, input_shape: Shape, output_shape: Shape) -> Optional[List[str]]:
+        """Lines explaining the output shape; None: the generic line."""
+        return None
+
+    def param_derivation(self, row) -> Optional[List[str]]:
+        """Lines explaining the parameter count of an analysis row; None: the generic sum."""
+        return None
+
+    def mac_derivation(self, row) -> Optional[List[str]]:
+        """Lines explaining the MAC count of an analysis row; None: the layer's rule, stated."""
+        return None
+
+    def diagram_join(self, name: str) -> Optional[Dict[str, Any]]:
+        """Containers that fork and join: ``{"word": label, "columns": [(name prefix, layers)],
+        "tooltip": text}``, drawn side by side and joined in one box (an identity lane is added
+        when :attr:`passes_input`). None for leaves and chains."""
+        return None
+
+    def torch_desc(self, path: str):
+        """The PyTorch counterpart of this *built* layer (:class:`convscope.interop.torch_export.
+        TorchDesc`). Default: ``torch_class`` with this constructor's arguments."""
+        from ..interop.torch_export import TorchDesc, no_torch_counterpart
+        if self.torch_class is None:
+            raise no_torch_counterpart(self, path)
+        return TorchDesc(self.torch_class, dict(self.config()))
+
+    @classmethod
+    def from_torch_module(cls, module, path: str, input_shape: Shape, reader=None) -> "Layer":
+        """This layer type from its torch counterpart (an instance of ``torch_class``) at ``path``
+        on a per-sample ``input_shape``; containers read their children with ``reader``
+        (:mod:`convscope.interop.torch_import`). Default: the constructor's arguments read from
+        the module's attributes of the same names."""
+        sig = inspect.signature(cls.__init__)
+        kwargs = {name: getattr(module, name) for name in list(sig.parameters)[1:] if hasattr(module, name)}
+        return cls(**kwargs)
+
+    def to_onnx(self, g, inputs: List[str], path: str) -> List[str]:
+        """Emit this built layer's ONNX node(s) with the builder ``g``
+        (:mod:`convscope.interop.onnx_export`) reading ``inputs``; return the output names.
+        Default: one ``onnx_op`` node without attributes."""
+        if self.onnx_op is None:
+            raise g.refuse(path, self, f"convscope has no ONNX form for {self.type_name!r}")
+        return [g.node(self.onnx_op, list(inputs), path)]
+
+    @classmethod
+    def from_onnx_attributes(cls, attributes: Dict[str, Any]) -> "Layer":
+        """This layer from the attributes of its ``onnx_op`` node (the ONNX importer's
+        one-to-one table). Default: no attributes, ``cls()``."""
+        if attributes:
+            raise ConvscopeError(f"has attributes ({', '.join(sorted(attributes))}); convscope reads "
+                                 f"{cls.onnx_op} as {cls.type_name} without any")
+        return cls()
+
+    @classmethod
+    def from_spec_entry(cls, kwargs: Dict[str, Any], path: str, parse) -> "Layer":
+        """This layer from its spec entry's keys (``type`` removed); ``parse`` is the spec
+        reader (:class:`convscope.spec.document.EntryParser`): ``parse.construct`` checks the
+        keys against the constructor, ``parse.layers`` reads a nested list of layers."""
+        return parse.construct(cls, kwargs, path)
+
+    @classmethod
+    def examples(cls) -> List[Tuple["Layer", Shape]]:
+        """Small unbuilt instances with a per-sample input shape, non-default arguments
+        included, for the conformance suite (tests/test_conformance.py)."""
+        raise UndeclaredHook(cls, "examples()", "return [(instance, per-sample input shape), ...]")
+
     # ----- building -------------------------------------------------------------------------
     def build(self, input_shape, seed=0, dtype=np.float32) -> "Layer":
         """Allocate parameters for a per-sample ``input_shape`` (no batch dimension).
@@ -125,7 +233,24 @@ class Layer:
         shape = _check_shape(input_shape)
         self._build(shape, _as_generator(seed), np.dtype(dtype))
         self._name_parameters("")
+        self._give_workspaces(Budget())
         return self
+
+    @property
+    def workspace(self) -> Workspace:
+        """This layer's scratch buffers, passed to its ops and reused across calls (see
+        :mod:`convscope.ops.workspace`). The layers of a built model share one byte
+        :class:`~convscope.ops.workspace.Budget`; a layer used alone gets its own."""
+        ws = getattr(self, "_workspace", None)
+        if ws is None:
+            ws = self._workspace = Workspace()
+        return ws
+
+    def _give_workspaces(self, budget: Budget) -> None:
+        """A workspace of its own for this layer and every sub-layer, all under ``budget``."""
+        self._workspace = Workspace(budget)
+        for _, child in self.children():
+            child._give_workspaces(budget)
 
     def _build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         output = self.output_shape(input_shape)  # validates before anything is allocated
@@ -318,6 +443,25 @@ class Layer:
             first = i == 0 and required and name == next(iter(self.config()), None)
             args.append(text if first else f"{name}={text}")
         return f"{type(self).__name__}({', '.join(args)})"
+
+
+class UndeclaredHook(ConvscopeError):
+    """A layer type was used where it must declare a hook it lacks."""
+
+    def __init__(self, layer, hook: str, what: str):
+        cls = layer if isinstance(layer, type) else type(layer)
+        super().__init__(f"layer type {cls.type_name!r} ({cls.__module__}.{cls.__qualname__}) does not "
+                         f"declare {hook}: {what} (see docs/adding-a-layer.md)")
+        self.type_name = cls.type_name
+        self.hook = hook
+
+
+def declared_family(layer) -> str:
+    """``layer.family``, or UndeclaredHook when the type states none."""
+    if not layer.family:
+        raise UndeclaredHook(layer, "family", "set family = 'conv', 'pool', 'linear', 'activation', "
+                                              "'norm', 'shape', 'join' or 'container'")
+    return layer.family
 
 
 def _compact(value):

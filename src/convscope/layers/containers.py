@@ -11,7 +11,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ConvscopeError, format_shape
+from ..errors import ConvscopeError, format_count, format_shape
+from ..shapes import prod
 from .base import Layer, Shape, _check_shape
 from .registry import register
 
@@ -42,6 +43,41 @@ class Sequential(Layer):
     """
 
     type_name = "sequential"
+    family = "container"
+    is_chain = True
+    torch_class = "Sequential"
+
+    @classmethod
+    def examples(cls):
+        from .activation import ReLU
+        from .conv import Conv2d
+        return [(cls([Conv2d(2, 3, padding=1), ReLU()]), (1, 4, 4)), (cls([]), (3,))]
+
+    # ----- declarations ---------------------------------------------------------------------
+    def other_ops(self, input_shape, output_shape):
+        return {}  # its layers count their own
+
+    def shape_derivation(self, input_shape, output_shape):
+        return [f"a chain of {len(self.children())} layers: {format_shape(input_shape)} → {format_shape(output_shape)}"]
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc("Sequential", {"modules": [child.torch_desc(_child_path(path, name))
+                                                    for name, child in self.children()]}, varargs=True)
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        return reader.sequential(module, path, input_shape)
+
+    def to_onnx(self, g, inputs, path):
+        for name, child in self.children():
+            inputs = child.to_onnx(g, inputs, g.name(path, name))
+        return list(inputs)
+
+    @classmethod
+    def from_spec_entry(cls, kwargs, path, parse):
+        parse.check_keys(kwargs, {"layers"}, path)
+        return cls(parse.layers(kwargs.get("layers", []), f"{path}.layers"))
 
     def __init__(self, layers: Sequence[Layer] = (), input_shape: Optional[Sequence[int]] = None):
         super().__init__()
@@ -136,6 +172,11 @@ class Sequential(Layer):
         return f"Sequential(\n{inner}\n)" if self.layers else "Sequential()"
 
 
+def _child_path(path: str, name: str) -> str:
+    """A child's path in messages; the top of a model is called "model" (or "")."""
+    return f"{path}.{name}" if path and path != "model" else name
+
+
 def _branch(layers, what: str) -> Sequential:
     if isinstance(layers, Sequential):
         return layers
@@ -151,6 +192,52 @@ class Concat(Layer):
     """
 
     type_name = "concat"
+    family = "join"
+    torch_class = "Concat"  # convscope's own (interop.torch_modules)
+
+    @classmethod
+    def examples(cls):
+        from .conv import Conv2d
+        from .pool import MaxPool2d
+        return [(cls([[Conv2d(2, 1)], [MaxPool2d(3, 1, 1), Conv2d(3, 3, padding=1)]]), (2, 4, 4)),
+                (cls([[Conv2d(1, 1)]]), (1, 3, 3))]
+
+    # ----- declarations ---------------------------------------------------------------------
+    def other_ops(self, input_shape, output_shape):
+        return {}  # a copy
+
+    def shape_derivation(self, input_shape, output_shape):
+        y = tuple(output_shape)
+        channels = [b.output_shape(input_shape)[0] for b in self.branches]
+        return [f"C_out = Σ branch channels = {' + '.join(format_count(c) for c in channels)} = "
+                f"{format_count(y[0])}; every branch gives {format_shape(y[1:]) or 'the same size'}, "
+                "joined on channels"]
+
+    def diagram_join(self, name):
+        return {"word": "concat", "columns": [(f"{name}.branches.{i}.", list(b.layers))
+                                              for i, b in enumerate(self.branches)],
+                "tooltip": f"{name}: concat of {len(self.branches)} branches on channels"}
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc("Concat", {"branches": [b.torch_desc(f"{path}.branches.{i}")
+                                                 for i, b in enumerate(self.branches)]}, custom=True)
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        return cls([reader.branch(b, f"{path}.branches.{i}", input_shape) for i, b in enumerate(module.branches)])
+
+    def to_onnx(self, g, inputs, path):
+        outputs = [b.to_onnx(g, inputs, g.name(path, f"branches.{i}"))[0] for i, b in enumerate(self.branches)]
+        return [g.node("Concat", outputs, path, axis=1)]
+
+    @classmethod
+    def from_spec_entry(cls, kwargs, path, parse):
+        parse.check_keys(kwargs, {"branches"}, path)
+        branches = kwargs.get("branches")
+        if not isinstance(branches, list) or not branches:
+            raise ConvscopeError(f"{path}.branches: expected a non-empty list of layer lists")
+        return cls([parse.layers(b, f"{path}.branches[{i}]") for i, b in enumerate(branches)])
 
     def __init__(self, branches: Sequence[Sequence[Layer]]):
         super().__init__()
@@ -220,6 +307,61 @@ class Residual(Layer):
     """
 
     type_name = "residual"
+    family = "join"
+    torch_class = "Residual"  # convscope's own (interop.torch_modules)
+
+    @classmethod
+    def examples(cls):
+        from .activation import ReLU
+        from .conv import Conv2d
+        return [(cls([Conv2d(2, 3, padding=1), ReLU()]), (2, 4, 4)),
+                (cls([Conv2d(3, 3, stride=2, padding=1)], [Conv2d(3, 1, stride=2)]), (2, 5, 5))]
+
+    # ----- declarations ---------------------------------------------------------------------
+    @property
+    def passes_input(self) -> bool:
+        return self.shortcut is None
+
+    def other_ops(self, input_shape, output_shape):
+        return {"elementwise_adds": prod(output_shape)}  # body + shortcut
+
+    def shape_derivation(self, input_shape, output_shape):
+        y = format_shape(output_shape)
+        shortcut = "identity" if self.shortcut is None else "shortcut(x)"
+        return [f"y = body(x) + {shortcut}: {y} + {y} → {y}"]
+
+    def diagram_join(self, name):
+        columns = [(f"{name}.body.", list(self.body.layers))]
+        if self.shortcut is not None:
+            columns.append((f"{name}.shortcut.", list(self.shortcut.layers)))
+        return {"word": "add (+)", "columns": columns,
+                "tooltip": f"{name}: residual, body + {'shortcut' if self.shortcut is not None else 'identity'}"}
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        shortcut = None if self.shortcut is None else self.shortcut.torch_desc(f"{path}.shortcut")
+        return TorchDesc("Residual", {"body": self.body.torch_desc(f"{path}.body"), "shortcut": shortcut},
+                         custom=True)
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        shortcut = module.shortcut
+        return cls(reader.branch(module.body, f"{path}.body", input_shape),
+                   None if shortcut is None else reader.branch(shortcut, f"{path}.shortcut", input_shape))
+
+    def to_onnx(self, g, inputs, path):
+        body = self.body.to_onnx(g, inputs, g.name(path, "body"))[0]
+        shortcut = inputs[0] if self.shortcut is None else self.shortcut.to_onnx(g, inputs, g.name(path, "shortcut"))[0]
+        return [g.node("Add", [body, shortcut], path)]
+
+    @classmethod
+    def from_spec_entry(cls, kwargs, path, parse):
+        parse.check_keys(kwargs, {"body", "shortcut"}, path)
+        if "body" not in kwargs:
+            raise ConvscopeError(f"{path}: residual needs a 'body' list of layers")
+        shortcut = kwargs.get("shortcut")
+        return cls(parse.layers(kwargs["body"], f"{path}.body"),
+                   parse.layers(shortcut, f"{path}.shortcut") if shortcut else None)
 
     def __init__(self, body: Sequence[Layer], shortcut: Optional[Sequence[Layer]] = None):
         super().__init__()

@@ -15,11 +15,11 @@ validate arguments, state the shape rules and hold the Parameters.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..errors import ConvscopeError, format_shape
+from ..errors import ConvscopeError, format_count, format_shape
 from ..ops.conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward
 from ..ops.local import locally_connected2d_backward, locally_connected2d_forward
 from ..shapes import as_tuple, conv_output_size, prod, resolve_padding
@@ -87,6 +87,36 @@ def _spatial_output(owner: str, spatial: Shape, kernel, stride, pads, dilation) 
     return tuple(out)
 
 
+# ----- declarations shared by the convolutions (docs/adding-a-layer.md) ------------------------
+
+def _window_mac_lines(row) -> List[str]:
+    """``MACs = C_out·H_out·W_out·(C_in/G)·k_h·k_w`` with its values (convolutions and the
+    locally connected layer, which does the same multiplications without sharing)."""
+    from ..analysis.derivations import eq, flops, kernel_symbols
+    from ..analysis.describe import axis_names
+    x, y = tuple(row.input_shape), tuple(row.output_shape)
+    groups = getattr(row.layer, "groups", 1)
+    kernel = tuple(k for k, _s, _p, _d in row.window)
+    ks = kernel_symbols(len(kernel))
+    names = axis_names(len(kernel))
+    cin_sym = "C_in" if groups == 1 else "(C_in/G)"
+    cin_val = f"{x[0]}" if groups == 1 else f"({x[0]}/{groups})"
+    value = prod(y) * (x[0] // groups) * prod(kernel)
+    return [eq(f"MACs = C_out·{'·'.join(f'{n}_out' for n in names)}·{cin_sym}·{'·'.join(ks)}",
+               "·".join([format_count(v) for v in y] + [cin_val] + [str(k) for k in kernel]),
+               value, row.macs) + flops(row.macs)]
+
+
+def _conv_onnx_padding(layer) -> dict:
+    """padding="same" as ONNX's SAME_UPPER (the odd pixel after, as in PyTorch), else explicit pads.
+    A dilated "same" convolution gets explicit pads too: ONNX Runtime refuses SAME_UPPER with
+    dilation (found by tests/test_conformance.py)."""
+    if layer.padding == "same" and all(d == 1 for d in getattr(layer, "dilation", (1,))):
+        return {"auto_pad": "SAME_UPPER"}
+    pads = layer._pads()
+    return {"pads": [lo for lo, _ in pads] + [hi for _, hi in pads]}
+
+
 class _ConvNd(Layer):
     """Shared by Conv1d and Conv2d: a convolution with ``ndim`` spatial axes."""
 
@@ -95,8 +125,6 @@ class _ConvNd(Layer):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, in_channels=None):
         super().__init__()
-        # Per-layer scratch the fast path reuses across calls of the same shape (see ops.conv).
-        self._work: dict = {}
         owner = self.type_name
         self.out_channels = _positive_int(out_channels, "out_channels", owner)
         self.kernel_size = _sizes(kernel_size, self.ndim, "kernel_size", owner)
@@ -114,6 +142,63 @@ class _ConvNd(Layer):
         if self.in_channels is not None and self.in_channels % self.groups:
             raise ConvscopeError(f"{owner}: groups={self.groups} must divide in_channels={self.in_channels}; "
                                  "choose groups among the common divisors of in_channels and out_channels")
+
+    # ----- declarations ---------------------------------------------------------------------
+    family = "conv"
+    has_filters = True
+
+    def other_ops(self, input_shape, output_shape):
+        return {}  # MACs, and the bias adds counted generically
+
+    def shape_derivation(self, input_shape, output_shape):
+        from ..analysis.derivations import window_shape_lines
+        return window_shape_lines(self, input_shape, output_shape, self.window(input_shape))
+
+    def param_derivation(self, row):
+        from ..analysis.derivations import eq, kernel_symbols
+        w = row.param_shapes["weight"]
+        c_out, c_per_group, kernel = w[0], w[1], w[2:]
+        c_in, groups = row.input_shape[0], self.groups
+        ks = kernel_symbols(len(kernel))
+        k_sym, k_val = "·".join(ks), "·".join(str(k) for k in kernel)
+        cin_sym = "C_in" if groups == 1 else "(C_in/G)"
+        cin_val = f"{c_in}" if groups == 1 else f"({c_in}/{groups})"
+        weights = c_out * c_per_group * prod(kernel)
+        lines = [eq(f"weights = C_out·{cin_sym}·{k_sym}", f"{c_out}·{cin_val}·{k_val}", weights, row.weights)]
+        if "bias" in row.param_shapes:
+            lines.append(eq("biases = C_out", f"{c_out}", c_out, row.biases) + " (one per filter, shared by "
+                         "every position and every input channel)")
+            lines.append(eq(f"params = ({cin_sym}·{k_sym} + 1)·C_out", f"({cin_val}·{k_val} + 1)·{c_out}",
+                            (c_per_group * prod(kernel) + 1) * c_out, row.params))
+        else:
+            lines.append(f"params = weights = {format_count(row.params)} (bias=False)")
+        return lines
+
+    def mac_derivation(self, row):
+        return _window_mac_lines(row)
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc(self.torch_class, {
+            "in_channels": self.input_shape[0], "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+            "dilation": self.dilation, "groups": self.groups, "bias": self.bias})
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        if module.padding_mode != "zeros":
+            raise ConvscopeError(f"module {path} ({type(module).__name__}) uses padding_mode="
+                                 f"{module.padding_mode!r}; convscope pads with zeros only, so use padding_mode='zeros'")
+        return cls(module.out_channels, module.kernel_size, stride=module.stride, padding=module.padding,
+                   dilation=module.dilation, groups=module.groups, bias=module.bias is not None)
+
+    def to_onnx(self, g, inputs, path):
+        params = dict(self.named_parameters())
+        args = [inputs[0], g.const(g.name(path, "weight"), params["weight"].value)]
+        if self.bias:
+            args.append(g.const(g.name(path, "bias"), params["bias"].value))
+        return [g.node("Conv", args, path, kernel_shape=list(self.kernel_size), strides=list(self.stride),
+                       dilations=list(self.dilation), group=self.groups, **_conv_onnx_padding(self))]
 
     # ----- shape rules ----------------------------------------------------------------------
     def _pads(self) -> Tuple[Tuple[int, int], ...]:
@@ -192,13 +277,21 @@ class Conv2d(_ConvNd):
     """
 
     type_name = "conv2d"
+    torch_class = "Conv2d"
     ndim = 2
+
+    @classmethod
+    def examples(cls):
+        return [(cls(3, 3, padding=1), (2, 5, 5)),
+                (cls(4, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=False), (2, 7, 6)),
+                (cls(2, 3, padding="same", dilation=2), (1, 6, 5)),
+                (cls(1, 3, padding=(1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         _check_channels(self, x)
         w, b = self._weights()
         y, self._cache = conv2d_forward(x, w, b, self.stride, self._pads(), self.dilation, self.groups,
-                                         buffers=self._work)
+                                         workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -224,13 +317,18 @@ class Conv1d(_ConvNd):
     """
 
     type_name = "conv1d"
+    torch_class = "Conv1d"
     ndim = 1
+
+    @classmethod
+    def examples(cls):
+        return [(cls(3, 3, padding=1), (2, 7)), (cls(4, 2, stride=2, dilation=2, groups=2, bias=False), (2, 9))]
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         _check_channels(self, x)
         w, b = self._weights()
         y, self._cache = conv1d_forward(x, w, b, self.stride, self._pads()[0], self.dilation,
-                                        self.groups, buffers=self._work)
+                                        self.groups, workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -260,6 +358,78 @@ class LocallyConnected2d(Layer):
     """
 
     type_name = "locally_connected2d"
+    family = "conv"
+    torch_class = "LocallyConnected2d"  # convscope's own (interop.torch_modules)
+
+    @classmethod
+    def examples(cls):
+        return [(cls(2, 3), (2, 5, 5)), (cls(3, (2, 3), stride=2, padding=1, bias=False), (1, 6, 5))]
+
+    def other_ops(self, input_shape, output_shape):
+        return {}  # MACs, and the bias adds counted generically
+
+    def shape_derivation(self, input_shape, output_shape):
+        from ..analysis.derivations import window_shape_lines
+        return window_shape_lines(self, input_shape, output_shape, self.window(input_shape))
+
+    def param_derivation(self, row):
+        from ..analysis.derivations import eq
+        fc = format_count
+        w = row.param_shapes["weight"]
+        c_out, (h, wd) = w[0], w[1:3]
+        c_in, (kh, kw) = w[3], w[4:]
+        bias = 1 if "bias" in row.param_shapes else 0
+        per_unit = c_in * kh * kw + bias
+        units = c_out * h * wd
+        unit_sym = "C_in·k_h·k_w + 1" if bias else "C_in·k_h·k_w"
+        unit_val = f"{c_in}·{kh}·{kw} + 1" if bias else f"{c_in}·{kh}·{kw}"
+        shared = (c_in * kh * kw + bias) * c_out
+        return [
+            eq(f"params = C_out·H_out·W_out·({unit_sym})", f"{c_out}·{h}·{wd}·({unit_val})",
+               units * per_unit, row.params),
+            f"no weight sharing: each of the C_out·H_out·W_out = {c_out}·{h}·{wd} = {fc(units)} output "
+            f"units has its own {unit_sym} = {fc(per_unit)} parameters "
+            f"({'weights and a bias' if bias else 'weights'}): {fc(units)}·{fc(per_unit)} = {fc(units * per_unit)}",
+            f"a conv2d of the same shape shares one filter per output channel across all "
+            f"H_out·W_out = {h}·{wd} = {fc(h * wd)} positions: ({unit_sym})·C_out = ({unit_val})·{c_out} = "
+            f"{fc(shared)}, {fc(h * wd)}× fewer",
+        ]
+
+    def mac_derivation(self, row):
+        return _window_mac_lines(row)
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc(self.torch_class, {
+            "in_channels": self.input_shape[0], "out_channels": self.out_channels,
+            "input_size": tuple(self.input_shape[1:]), "kernel_size": self.kernel_size, "stride": self.stride,
+            "padding": self.padding, "bias": self.bias}, custom=True)
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        return cls(module.out_channels, module.kernel_size, stride=module.stride, padding=module.padding,
+                   bias=module.bias is not None)
+
+    def to_onnx(self, g, inputs, path):
+        """Three nodes: an "unfold" Conv with one-hot kernels (group = C; output channel
+        c·k_h·k_w + a·k_w + e copies input channel c at offset (a, e), so it holds every window in
+        the weight's own (C, k_h, k_w) order), ``Einsum("nkij,oijk->noij")`` with the weight viewed
+        as (C_out, H_out, W_out, C·k_h·k_w), then Add of the bias."""
+        params = dict(self.named_parameters())
+        channels = self.input_shape[0]
+        k_h, k_w = self.kernel_size
+        window = k_h * k_w
+        unfold = np.zeros((channels * window, 1, k_h, k_w), dtype=np.float32)
+        for k in range(channels * window):
+            unfold[k, 0, (k % window) // k_w, k % k_w] = 1.0
+        cols = g.node("Conv", [inputs[0], g.const(g.name(path, "unfold"), unfold)], path, kernel_shape=[k_h, k_w],
+                      strides=list(self.stride), group=channels, **_conv_onnx_padding(self))
+        weight = params["weight"].value
+        flat = weight.reshape(weight.shape[:3] + (-1,))
+        y = g.node("Einsum", [cols, g.const(g.name(path, "weight"), flat)], path, equation="nkij,oijk->noij")
+        if self.bias:
+            y = g.node("Add", [y, g.const(g.name(path, "bias"), params["bias"].value)], path)
+        return [y]
 
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, bias=True, in_channels=None):
         super().__init__()

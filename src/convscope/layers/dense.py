@@ -46,6 +46,70 @@ class Linear(Layer):
     """
 
     type_name = "linear"
+    family = "linear"
+    torch_class = "Linear"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(3), (5,)), (cls(4, bias=False), (6,)), (cls(2, in_features=3), (2, 4, 3))]
+
+    # ----- declarations ---------------------------------------------------------------------
+    def other_ops(self, input_shape, output_shape):
+        return {}  # MACs, and the bias adds counted generically
+
+    def shape_derivation(self, input_shape, output_shape):
+        x, y = tuple(input_shape), tuple(output_shape)
+        return [f"output = out_features = {format_count(y[-1])}"
+                + (f", per position of {format_shape(x[:-1])}" if len(x) > 1 else "")]
+
+    def param_derivation(self, row):
+        from ..analysis.derivations import eq
+        fc = format_count
+        out_f, in_f = row.param_shapes["weight"]
+        lines = [eq("weights = in·out", f"{fc(in_f)}·{fc(out_f)}", in_f * out_f, row.weights)]
+        if "bias" in row.param_shapes:
+            lines.append(eq("biases = out", fc(out_f), out_f, row.biases))
+            lines.append(eq("params = (in + 1)·out", f"({fc(in_f)} + 1)·{fc(out_f)}", (in_f + 1) * out_f,
+                            row.params))
+        else:
+            lines.append(f"params = weights = {fc(row.params)} (bias=False)")
+        return lines
+
+    def mac_derivation(self, row):
+        from ..analysis.derivations import eq, flops
+        fc = format_count
+        out_f, in_f = row.param_shapes["weight"]
+        rows = prod(tuple(row.input_shape)[:-1])
+        if rows == 1:
+            return [eq("MACs = in·out", f"{fc(in_f)}·{fc(out_f)}", in_f * out_f, row.macs) + flops(row.macs)]
+        return [eq("MACs = positions·in·out", f"{fc(rows)}·{fc(in_f)}·{fc(out_f)}", rows * in_f * out_f,
+                   row.macs) + flops(row.macs)]
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc(self.torch_class, {"in_features": self.features_in(self.input_shape),
+                                            "out_features": self.out_features, "bias": self.bias})
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        # On a (C, ..., F) input convscope's linear wants in_features named (forgetting flatten is
+        # the usual mistake there); on a vector it is inferred, as in convscope's own specs.
+        return cls(module.out_features, bias=module.bias is not None,
+                   in_features=module.in_features if len(input_shape) > 1 else None)
+
+    def to_onnx(self, g, inputs, path):
+        """Gemm(transB=1) on (N, F); MatMul with the weight's transpose, then Add, on (N, *, F)."""
+        params = dict(self.named_parameters())
+        weight = params["weight"].value
+        if len(self.input_shape) == 1:
+            args = [inputs[0], g.const(g.name(path, "weight"), weight)]
+            if self.bias:
+                args.append(g.const(g.name(path, "bias"), params["bias"].value))
+            return [g.node("Gemm", args, path, transB=1)]
+        y = g.node("MatMul", [inputs[0], g.const(g.name(path, "weight_t"), weight.T)], path)
+        if self.bias:
+            y = g.node("Add", [y, g.const(g.name(path, "bias"), params["bias"].value)], path)
+        return [y]
 
     def __init__(self, out_features: int, bias: bool = True, in_features: int | None = None):
         super().__init__()

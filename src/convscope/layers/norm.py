@@ -12,8 +12,9 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ..errors import ConvscopeError, format_shape
+from ..errors import ConvscopeError, format_count, format_shape
 from ..ops import norm as ops
+from ..shapes import prod
 from .base import Layer, Shape
 from .registry import register
 
@@ -46,6 +47,7 @@ class _BatchNorm(Layer):
     """
 
     has_train_mode = True
+    family = "norm"
     #: Accepted per-sample ranks (channels included) and how to write them in messages.
     _ranks: Dict[int, str] = {}
 
@@ -66,6 +68,48 @@ class _BatchNorm(Layer):
         self.momentum = None if momentum is None else float(momentum)
         self.affine = _flag(affine, "affine", name)
         self.track_running_stats = _flag(track_running_stats, "track_running_stats", name)
+
+    # ----- declarations ---------------------------------------------------------------------
+    def other_ops(self, input_shape, output_shape):
+        return {"normalization": 2 * prod(output_shape)}  # at inference a scale and a shift
+
+    def shape_derivation(self, input_shape, output_shape):
+        return [f"shape unchanged: {format_shape(output_shape)}"]
+
+    def param_derivation(self, row):
+        from ..analysis.derivations import eq
+        c = row.param_shapes["weight"][0]
+        return [eq("params = 2·C", f"2·{format_count(c)}", 2 * c, row.params) +
+                " (a scale γ and a shift β per channel)"]
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc(self.torch_class, {"num_features": self.input_shape[0], "eps": self.eps,
+                                            "momentum": self.momentum, "affine": self.affine,
+                                            "track_running_stats": self.track_running_stats})
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        return cls(eps=module.eps, momentum=module.momentum, affine=module.affine,
+                   track_running_stats=module.track_running_stats)
+
+    def to_onnx(self, g, inputs, path):
+        """BatchNormalization with the running statistics (the inference form; ONNX momentum =
+        1 − convscope momentum)."""
+        if not self.track_running_stats:
+            raise g.refuse(path, self, "with track_running_stats=False it normalises with each batch's own "
+                                       "statistics even at inference, which ONNX BatchNormalization cannot; "
+                                       "train with track_running_stats=True")
+        channels = self.input_shape[0]
+        params = dict(self.named_parameters())
+        buffers = dict(self.named_buffers())
+        scale = params["weight"].value if self.affine else np.ones(channels)
+        shift = params["bias"].value if self.affine else np.zeros(channels)
+        args = [inputs[0], g.const(g.name(path, "weight"), scale), g.const(g.name(path, "bias"), shift),
+                g.const(g.name(path, "running_mean"), buffers["running_mean"]),
+                g.const(g.name(path, "running_var"), buffers["running_var"])]
+        momentum = 0.1 if self.momentum is None else self.momentum
+        return [g.node("BatchNormalization", args, path, epsilon=self.eps, momentum=1.0 - momentum)]
 
     # ----- shape rules ----------------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -151,6 +195,12 @@ class BatchNorm1d(_BatchNorm):
     """
 
     type_name = "batchnorm1d"
+    torch_class = "BatchNorm1d"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 5)), (cls(eps=1e-3, momentum=0.2, affine=False), (4, 2)),
+                (cls(momentum=None), (2, 6))]
     _ranks = {1: "(C,)", 2: "(C, L)"}
     _rank_hint = "use batchnorm2d for images (C, H, W)"
 
@@ -164,6 +214,11 @@ class BatchNorm2d(_BatchNorm):
     """
 
     type_name = "batchnorm2d"
+    torch_class = "BatchNorm2d"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 4, 5)), (cls(3, eps=1e-3, momentum=0.3), (3, 2, 3))]
     _ranks = {3: "(C, H, W)"}
     _rank_hint = "use batchnorm1d for (C,) or (C, L) inputs"
 
@@ -180,6 +235,30 @@ class LocalResponseNorm(Layer):
     """
 
     type_name = "local_response_norm"
+    family = "norm"
+    torch_class = "LocalResponseNorm"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(3), (5, 3, 3)), (cls(5, alpha=0.5, beta=0.6, k=2.0), (7, 2, 3))]
+
+    def other_ops(self, input_shape, output_shape):
+        # ``size`` multiply-adds for the sum of squares, then a power and a divide.
+        return {"normalization": (int(self.size) + 2) * prod(output_shape)}
+
+    def shape_derivation(self, input_shape, output_shape):
+        return [f"shape unchanged: {format_shape(output_shape)}"]
+
+    def to_onnx(self, g, inputs, path):
+        if self.size % 2 == 0:
+            raise g.refuse(path, self, f"ONNX LRN centres an even window ({self.size} channels) one channel "
+                                       "later than PyTorch and convscope do, so the outputs would differ; use an "
+                                       "odd size")
+        if len(self.input_shape) != 3:
+            raise g.refuse(path, self, f"ONNX Runtime's LRN takes (N, C, H, W) inputs only, this one is "
+                                       f"(N, {', '.join(map(str, self.input_shape))}); use it on image feature maps "
+                                       "or export with to_torch")
+        return [g.node("LRN", list(inputs), path, size=self.size, alpha=self.alpha, beta=self.beta, bias=self.k)]
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         super().__init__()

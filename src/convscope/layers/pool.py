@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from ..errors import ConvscopeError, format_shape
+from ..errors import ConvscopeError, format_count, format_shape
 from ..ops import pool as ops
-from ..shapes import adaptive_window, as_tuple
+from ..shapes import adaptive_window, as_tuple, prod
 from .base import Layer, Shape
 from .registry import register
 
@@ -33,6 +33,50 @@ def _check_bool(name: str, value, label: str) -> bool:
 
 def _axes_count(shape: Shape) -> str:
     return f"{len(shape)} axis" if len(shape) == 1 else f"{len(shape)} axes"
+
+
+def _stride_or_none(module):
+    """A torch pool's stride, or None when it equals the kernel (torch's default)."""
+    def as_list(v):
+        return list(v) if isinstance(v, (tuple, list)) else [v]
+    kernel, stride = as_list(module.kernel_size), as_list(module.stride)
+    if len(stride) == 1 and len(kernel) > 1:
+        stride = stride * len(kernel)
+    if len(kernel) == 1 and len(stride) > 1:
+        kernel = kernel * len(stride)
+    return None if stride == kernel else module.stride
+
+
+class _MaxPool:
+    """Declarations the max pools share (a mixin beside _SlidingPool)."""
+
+    _torch_arguments = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        if module.return_indices:
+            raise ConvscopeError(f"module {path} ({type(module).__name__}) has return_indices=True, which returns "
+                                 "two tensors; convscope layers return one, so set return_indices=False")
+        return _SlidingPool.from_torch_module.__func__(cls, module, path, input_shape, reader)
+
+    def to_onnx(self, g, inputs, path):
+        return [g.node("MaxPool", list(inputs), path, kernel_shape=list(self.kernel_size),
+                       strides=list(self.strides), pads=list(self.padding) * 2, dilations=list(self.dilation),
+                       ceil_mode=int(self.ceil_mode))]
+
+
+class _AvgPool:
+    """Declarations the average pools share (a mixin beside _SlidingPool)."""
+
+    window_op = "adds"
+
+    def to_onnx(self, g, inputs, path):
+        if getattr(self, "divisor_override", None) is not None:
+            raise g.refuse(path, self, "ONNX AveragePool has no divisor_override; remove it (divide by the "
+                                       "window size) or export with to_torch instead")
+        return [g.node("AveragePool", list(inputs), path, kernel_shape=list(self.kernel_size),
+                       strides=list(self.strides), pads=list(self.padding) * 2, ceil_mode=int(self.ceil_mode),
+                       count_include_pad=int(self.count_include_pad))]
 
 
 class _Pool(Layer):
@@ -57,14 +101,34 @@ class _Pool(Layer):
                 f"({_axes_count(input_shape)}); give it channels and {self.spatial} spatial "
                 f"axis{'es' if self.spatial > 1 else ''}")
 
-    def _run(self, forward, x, *args):
-        y, self._cache = forward(x, *args)
+    def _run(self, forward, x, *args, **kwargs):
+        y, self._cache = forward(x, *args, **kwargs)
         self._out_shape = y.shape
         return y
 
 
 class _SlidingPool(_Pool):
     """A pool whose windows slide with a fixed kernel, stride, padding and dilation."""
+
+    family = "pool"
+    #: What each window element costs, for the derivation of the pooling count.
+    window_op = "compares"
+
+    def other_ops(self, input_shape, output_shape):
+        """One compare (max) or add (average) per window element, padding included."""
+        window = self.window(tuple(input_shape))
+        return {"pooling": int(output_shape[0]) * prod(output_shape[1:]) * prod(k for k, _s, _p, _d in window)}
+
+    def shape_derivation(self, input_shape, output_shape):
+        from ..analysis.derivations import window_shape_lines
+        return window_shape_lines(self, input_shape, output_shape, self.window(input_shape), pooling=True)
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        """torch stores ``stride=kernel_size`` when none was given; convscope keeps None then."""
+        kwargs = {name: getattr(module, name) for name in cls._torch_arguments}
+        kwargs["stride"] = _stride_or_none(module)
+        return cls(**kwargs)
 
     def _init_window(self, kernel_size, stride, padding, dilation, ceil_mode) -> None:
         n = self.spatial
@@ -102,7 +166,7 @@ class _SlidingPool(_Pool):
 
 
 @register
-class MaxPool2d(_SlidingPool):
+class MaxPool2d(_MaxPool, _SlidingPool):
     """2-D max pooling: each output is the largest input in its window.
 
     ``y[n, c, i, j] = max_{a < k_h, b < k_w} x_p[n, c, i·s_h + a·d_h, j·s_w + b·d_w]`` where
@@ -116,6 +180,13 @@ class MaxPool2d(_SlidingPool):
     """
 
     type_name = "maxpool2d"
+    torch_class = "MaxPool2d"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(2), (2, 6, 6)), (cls(3, stride=(2, 1), padding=(1, 0), ceil_mode=True), (2, 7, 5)),
+                (cls((2, 3), stride=1, dilation=(2, 1)), (1, 6, 6)),
+                (cls(3, 1, (1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
         super().__init__()
@@ -124,7 +195,8 @@ class MaxPool2d(_SlidingPool):
     def _forward(self, x, train):
         # Inference skips recording the argmax; a backward after it recomputes the index.
         y, self._cache = ops.max_pool2d_forward(x, self.kernel_size, self.strides, self.padding,
-                                                self.dilation, self.ceil_mode, record_argmax=train)
+                                                self.dilation, self.ceil_mode, record_argmax=train,
+                                                workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -133,7 +205,7 @@ class MaxPool2d(_SlidingPool):
 
 
 @register
-class MaxPool1d(_SlidingPool):
+class MaxPool1d(_MaxPool, _SlidingPool):
     """1-D max pooling over the last axis: :class:`MaxPool2d` with H = 1.
 
     Arguments as :class:`MaxPool2d`, each a single integer.
@@ -141,6 +213,11 @@ class MaxPool1d(_SlidingPool):
     """
 
     type_name = "maxpool1d"
+    torch_class = "MaxPool1d"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(2), (2, 8)), (cls(3, stride=2, padding=1, dilation=2, ceil_mode=True), (2, 9))]
     spatial = 1
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
@@ -149,7 +226,8 @@ class MaxPool1d(_SlidingPool):
 
     def _forward(self, x, train):
         (k,), (s,), (p,), (d,) = self.kernel_size, self.strides, self.padding, self.dilation
-        y, self._cache = ops.max_pool1d_forward(x, k, s, p, d, self.ceil_mode, record_argmax=train)
+        y, self._cache = ops.max_pool1d_forward(x, k, s, p, d, self.ceil_mode, record_argmax=train,
+                                                workspace=self.workspace)
         self._out_shape = y.shape
         return y
 
@@ -158,7 +236,7 @@ class MaxPool1d(_SlidingPool):
 
 
 @register
-class AvgPool2d(_SlidingPool):
+class AvgPool2d(_AvgPool, _SlidingPool):
     """2-D average pooling: each output is the mean of its window.
 
     ``y[n, c, i, j] = (1 / D(i, j)) · Σ_{a < k_h, b < k_w} x_p[n, c, i·s_h + a, j·s_w + b]``
@@ -175,6 +253,14 @@ class AvgPool2d(_SlidingPool):
     """
 
     type_name = "avgpool2d"
+    torch_class = "AvgPool2d"
+    _torch_arguments = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+    @classmethod
+    def examples(cls):
+        return [(cls(2), (2, 6, 6)), (cls(3, stride=(2, 1), padding=(1, 0), count_include_pad=False), (2, 7, 5)),
+                (cls(3, stride=2, padding=1, ceil_mode=True), (1, 6, 6)),
+                (cls(3, 1, (1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                  divisor_override=None):
@@ -190,14 +276,15 @@ class AvgPool2d(_SlidingPool):
 
     def _forward(self, x, train):
         return self._run(ops.avg_pool2d_forward, x, self.kernel_size, self.strides, self.padding,
-                         self.ceil_mode, self.count_include_pad, self.divisor_override)
+                         self.ceil_mode, self.count_include_pad, self.divisor_override,
+                         workspace=self.workspace)
 
     def _backward(self, dy):
         return ops.avg_pool2d_backward(dy, self._cache)
 
 
 @register
-class AvgPool1d(_SlidingPool):
+class AvgPool1d(_AvgPool, _SlidingPool):
     """1-D average pooling over the last axis: :class:`AvgPool2d` with H = 1 (PyTorch's
     AvgPool1d has no ``divisor_override``).
 
@@ -205,6 +292,12 @@ class AvgPool1d(_SlidingPool):
     """
 
     type_name = "avgpool1d"
+    torch_class = "AvgPool1d"
+    _torch_arguments = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+
+    @classmethod
+    def examples(cls):
+        return [(cls(2), (2, 8)), (cls(3, stride=2, padding=1, count_include_pad=False), (2, 9))]
     spatial = 1
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -215,7 +308,8 @@ class AvgPool1d(_SlidingPool):
 
     def _forward(self, x, train):
         (k,), (s,), (p,) = self.kernel_size, self.strides, self.padding
-        return self._run(ops.avg_pool1d_forward, x, k, s, p, self.ceil_mode, self.count_include_pad)
+        return self._run(ops.avg_pool1d_forward, x, k, s, p, self.ceil_mode, self.count_include_pad,
+                         workspace=self.workspace)
 
     def _backward(self, dy):
         return ops.avg_pool1d_backward(dy, self._cache)
@@ -240,6 +334,36 @@ class AdaptiveAvgPool2d(_Pool):
     """
 
     type_name = "adaptive_avgpool2d"
+    family = "pool"
+    torch_class = "AdaptiveAvgPool2d"
+
+    @classmethod
+    def examples(cls):
+        return [(cls((2, 3)), (2, 5, 7)), (cls(1), (3, 4, 4)), (cls(3), (1, 6, 6))]
+
+    def other_ops(self, input_shape, output_shape):
+        """One add per input element of each cell: cell i spans [floor(i·n/m), ceil((i+1)·n/m)),
+        separable, so the per-axis sums multiply."""
+        total = int(output_shape[0])
+        for n, m in zip(input_shape[1:], output_shape[1:]):
+            total *= sum(end - start for start, end in (adaptive_window(i, n, m) for i in range(m)))
+        return {"pooling": total}
+
+    def shape_derivation(self, input_shape, output_shape):
+        from ..analysis.derivations import adaptive_lines
+        return adaptive_lines(tuple(input_shape), tuple(output_shape))
+
+    def to_onnx(self, g, inputs, path):
+        """GlobalAveragePool for a 1×1 output; otherwise the exact averaging matrices,
+        ``MatMul(A_h, x)`` then ``MatMul(·, A_wᵀ)``."""
+        out_h, out_w = self.resolved_size(self.input_shape)
+        if (out_h, out_w) == (1, 1):
+            return [g.node("GlobalAveragePool", list(inputs), path)]
+        _, height, width = self.input_shape
+        rows = g.const(g.name(path, "rows"), ops.adaptive_matrix(height, out_h))      # (H_out, H)
+        cols = g.const(g.name(path, "cols"), ops.adaptive_matrix(width, out_w).T)     # (W, W_out)
+        y = g.node("MatMul", [rows, inputs[0]], path)
+        return [g.node("MatMul", [y, cols], path)]
 
     def __init__(self, output_size):
         super().__init__()
@@ -296,6 +420,27 @@ class GlobalAvgPool(_Pool):
     """
 
     type_name = "global_avgpool"
+    family = "pool"
+    torch_class = "GlobalAvgPool"  # convscope's own (interop.torch_modules)
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 4, 5)), (cls(), (2, 7))]
+
+    def other_ops(self, input_shape, output_shape):
+        return {"pooling": prod(input_shape)}  # one add per input element
+
+    def shape_derivation(self, input_shape, output_shape):
+        x, y = tuple(input_shape), tuple(output_shape)
+        return [f"output C = {y[0]}: each channel's mean over {format_shape(x[1:])} = "
+                f"{format_count(prod(x[1:]))} positions"]
+
+    def torch_desc(self, path):
+        from ..interop.torch_export import TorchDesc
+        return TorchDesc(self.torch_class, {}, custom=True)
+
+    def to_onnx(self, g, inputs, path):
+        return [g.node("Flatten", [g.node("GlobalAveragePool", list(inputs), path)], path, axis=1)]
 
     def __init__(self):
         super().__init__()

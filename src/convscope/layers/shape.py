@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import ConvscopeError, format_shape
+from ..errors import ConvscopeError, format_count, format_shape
 from ..shapes import prod
 from .base import Layer, Shape
 from .registry import register
@@ -37,6 +37,29 @@ class Flatten(Layer):
     """
 
     type_name = "flatten"
+    family = "shape"
+    torch_class = "Flatten"
+
+    @classmethod
+    def examples(cls):
+        return [(cls(), (3, 2, 4)), (cls(2), (2, 3, 4)), (cls(1, 2), (2, 3, 4)), (cls(), (5,))]
+
+    def other_ops(self, input_shape, output_shape):
+        return {}  # a reshape
+
+    def shape_derivation(self, input_shape, output_shape):
+        x, y = tuple(input_shape), tuple(output_shape)
+        return [f"flatten {format_shape(x)} = {format_count(prod(x))}" if len(y) == 1 else
+                f"flatten {format_shape(x)} → {format_shape(y)} (count unchanged: {format_count(prod(y))})"]
+
+    def to_onnx(self, g, inputs, path):
+        """Flatten(axis=1) when it merges every axis after the batch, else Reshape to
+        ``[0, *per-sample output shape]``."""
+        start, end = self._axes(self.input_shape)
+        if start == 1 and end == len(self.input_shape):
+            return [g.node("Flatten", list(inputs), path, axis=1)]
+        shape = [0] + list(self.output_shape(self.input_shape))  # 0: keep the batch size
+        return [g.node("Reshape", [inputs[0], g.const(g.name(path, "shape"), shape, np.int64)], path)]
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()

@@ -13,20 +13,28 @@ leaky_relu     y = x if x > 0 else a·x         dx = dy·(1 if x > 0 else a)
 sigmoid        y = 1 / (1 + e^(−x))            dx = dy·y·(1 − y)
 tanh           y = tanh(x)                     dx = dy·(1 − y²)
 softmax        y_j = e^(x_j) / Σ_k e^(x_k)     dx_j = y_j·(dy_j − Σ_k dy_k·y_k)
+hardsigmoid    y = min(max(x + 3, 0), 6) / 6   dx = dy/6·[−3 < x < 3]
+hardswish      y = x·hardsigmoid(x)            dx = dy·(0 if x <= −3, x/3 + ½ if x < 3, else 1)
+silu           y = x·σ(x)                      dx = dy·σ(x)·(1 + x·(1 − σ(x)))
+gelu           y = x·Φ(x) = ½x(1 + erf(x/√2))  dx = dy·(Φ(x) + x·φ(x)),  φ(x) = e^(−x²/2)/√(2π)
+gelu (tanh)    y = ½x(1 + tanh u),             dx = dy·(½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3c·x²))
+               u = √(2/π)(x + c·x³), c = 0.044715, t = tanh u
 =============  ==============================  ============================================
 
 At the kinks the derivative is taken from the side PyTorch uses, so gradients match it
-exactly: relu and relu6 give 0 at x = 0 (and relu6 at x = 6), leaky_relu gives ``a`` at 0.
+exactly: relu and relu6 give 0 at x = 0 (and relu6 at x = 6), leaky_relu gives ``a`` at 0,
+hardsigmoid and hardswish take the outer side at ±3 (hardsigmoid 0 at both, hardswish 0 at
+−3 and 1 at 3, as PyTorch).
 Each ``*_forward`` returns ``(y, cache)``; each ``*_backward(dy, cache)`` returns ``dx``.
 The caches hold only what backward needs (a boolean mask, or the output y).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from .workspace import workspace
+from .workspace import Workspace, scratch
 
 
 #: Signed integers as wide as each float (see :func:`_select`).
@@ -60,7 +68,7 @@ def _max_with_zero(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _select(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
+def _select(dy: np.ndarray, active: np.ndarray, ws: Optional[Workspace] = None) -> np.ndarray:
     """``dy where active else +0`` for a boolean ``active``, into a fresh array.
 
     The mask is widened to words of dy's width (−1: all bits set, or 0) in a reused work
@@ -70,7 +78,7 @@ def _select(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
     bits_type = _BITS.get(dy.dtype.itemsize)
     if bits_type is None or active.shape != dy.shape:
         return np.where(active, dy, dy.dtype.type(0))
-    bits = workspace("activation.bits", dy.shape, bits_type)
+    bits = scratch(ws, "activation.bits", dy.shape, bits_type)
     np.negative(active.view(np.int8), out=bits, casting="unsafe")
     dx = np.empty(dy.shape, dy.dtype)
     np.bitwise_and(dy.view(bits_type), bits, out=dx.view(bits_type))
@@ -90,8 +98,9 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return _max_with_zero(x), _not(np.less_equal(x, 0))
 
 
-def relu_backward(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
-    return _select(np.asarray(dy), active)
+def relu_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:
+    """dL/dx = dy where x > 0 (or NaN) else 0; ``workspace`` (the layer's) holds the mask words."""
+    return _select(np.asarray(dy), active, workspace)
 
 
 def relu6_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -99,8 +108,8 @@ def relu6_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0, 6).astype(x.dtype, copy=False), active
 
 
-def relu6_backward(dy: np.ndarray, active: np.ndarray) -> np.ndarray:
-    return _select(np.asarray(dy), active)
+def relu6_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:
+    return _select(np.asarray(dy), active, workspace)
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> Tuple[np.ndarray, tuple]:
@@ -162,3 +171,61 @@ def softmax_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     # The Jacobian is diag(y) − y·yᵀ along the axis; applied to dy without forming it.
     y, axis = cache
     return y * (dy - np.sum(dy * y, axis=axis, keepdims=True))
+
+
+# ----- hard and smooth gates (MobileNetV3, EfficientNet, ConvNeXt) -----------------------------
+
+def hardsigmoid_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    y = (np.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+    return y, x
+
+
+def hardsigmoid_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    inside = (x > -3) & (x < 3)
+    return np.where(inside, dy / 6, 0).astype(dy.dtype, copy=False)
+
+
+def hardswish_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    y = (x * np.clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+    return y, x
+
+
+def hardswish_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    slope = np.where(x <= -3, 0.0, np.where(x < 3, x / 3 + 0.5, 1.0))
+    return (dy * slope).astype(dy.dtype, copy=False)
+
+
+def silu_forward(x: np.ndarray) -> Tuple[np.ndarray, tuple]:
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
+    x, s = cache
+    return dy * s * (1 + x * (1 - s))
+
+
+#: The constants of GELU's tanh approximation (Hendrycks & Gimpel 2016), as in PyTorch.
+_GELU_C = 0.044715
+_SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
+
+
+def gelu_forward(x: np.ndarray, approximate: str = "none") -> Tuple[np.ndarray, tuple]:
+    """``approximate="none"``: the exact ½x(1 + erf(x/√2)); ``"tanh"``: the tanh form."""
+    if approximate == "tanh":
+        t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x ** 3))
+        return (0.5 * x * (1 + t)).astype(x.dtype, copy=False), (x, t, approximate)
+    from scipy.special import erf  # scipy comes with scikit-learn, a core dependency
+
+    cdf = 0.5 * (1 + erf(x / np.sqrt(2)))
+    return (x * cdf).astype(x.dtype, copy=False), (x, cdf, approximate)
+
+
+def gelu_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
+    x, value, approximate = cache
+    if approximate == "tanh":
+        t = value
+        slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
+    else:
+        slope = value + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    return (dy * slope).astype(dy.dtype, copy=False)

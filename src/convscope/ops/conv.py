@@ -38,20 +38,25 @@ Several paths compute the same numbers:
   outputs are computed W_p wide (the extra columns are cropped, their gradients zero), and
   forward and dW are each ONE GEMM over the batch (cols is (C·k_h·k_w, N·H_out·W_p)).
 
-``path=None`` uses the module default, ``"auto"`` unless :func:`set_default_path` changed
-it; ``"auto"`` (alias ``"fast"``) picks Winograd for stride-1 3×3 layers with at least
-``WINOGRAD_MIN_CHANNELS`` input and output channels, ``"pointwise"`` for 1×1 layers,
-``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
+``path=None`` (what layers pass) uses the path of the innermost enclosing
+``with using_path(name):`` block, a scoped override that ends with the block and is private
+to its thread or asyncio task (a context variable), else ``"auto"``. (:func:`set_default_path`
+changes the fallback for the whole process; kept for old scripts.) ``"auto"`` (alias
+``"fast"``) picks Winograd for stride-1 3×3 layers with at least ``WINOGRAD_MIN_CHANNELS``
+input and output channels, ``"pointwise"`` for 1×1 layers, ``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
 layers with groups = C_in = C_out (k_h·k_w vectorised multiply-adds: one filter per channel
 leaves no GEMM worth doing), and im2col otherwise. ``"space_to_depth"`` (forced only)
-rewrites a strided layer as a stride-1 one over the s×s input phases. 1-D convolution is the 2-D op with H = 1 (:func:`conv1d_forward`,
-:func:`conv1d_backward`).
-Arrays keep their dtype: float32 in, float32 out.
+rewrites a strided layer as a stride-1 one over the s×s input phases. 1-D convolution is
+the 2-D op with H = 1 (:func:`conv1d_forward`, :func:`conv1d_backward`).
+Arrays keep their dtype: float32 in, float32 out. Scratch comes from the caller's
+``workspace`` (:mod:`convscope.ops.workspace`); no returned array shares memory with it.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -60,10 +65,10 @@ from ..errors import ConvscopeError
 from ..shapes import conv_output_size
 from . import winograd
 from .im2col import col2im_add, pad2d, unpad2d, window_view
-from .workspace import workspace
+from .workspace import Workspace, fresh_copy, scratch
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
-           "set_default_path", "get_default_path", "PATHS"]
+           "using_path", "set_default_path", "get_default_path", "PATHS"]
 
 #: Every path. "auto" (alias "fast") picks per layer: depthwise multiply-adds for
 #: groups = C_in = C_out, Winograd for wide stride-1 3×3 layers, a plain GEMM for 1×1
@@ -71,28 +76,59 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backwa
 PATHS = ("auto", "fast", "im2col", "shifted", "pointwise", "depthwise", "space_to_depth", "winograd",
          "reference")
 _default_path = "auto"
+#: The scoped override set by :func:`using_path` (None outside any such block).
+_scoped_path: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar("convscope_conv_path",
+                                                                             default=None)
 
 #: Winograd's transforms cost memory passes that only pay off with enough channels to share
 #: them (measured on this project's benchmarks: slower than im2col below ~16 channels).
 WINOGRAD_MIN_CHANNELS = 16
 
 
+def _check_path(path: str) -> None:
+    if path not in PATHS:
+        raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
+
+
+@contextlib.contextmanager
+def using_path(path: str) -> Iterator[None]:
+    """Within the ``with`` block, every convolution called with ``path=None`` (every layer)
+    takes ``path``; the previous choice comes back when the block ends, even on an error::
+
+        with cs.ops.conv.using_path("reference"):
+            y = model.forward(x)
+
+    A special-purpose path ("winograd", "shifted", "pointwise", "depthwise",
+    "space_to_depth") applies to the layers it can compute; the others take "auto".
+    Blocks nest; the setting belongs to the current thread or task (a context variable).
+    """
+    _check_path(path)
+    token = _scoped_path.set(path)
+    try:
+        yield
+    finally:
+        _scoped_path.reset(token)
+
+
 def set_default_path(path: str) -> None:
-    """Choose the path used when an op is called with ``path=None`` (layers always are).
+    """Choose the process-wide fallback used when an op is called with ``path=None`` outside
+    any :func:`using_path` block. Prefer :func:`using_path`, which is scoped; this stays for
+    existing scripts.
 
     A special-purpose default ("winograd", "shifted", "pointwise", "depthwise",
     "space_to_depth") applies to the layers it can compute; the others fall back to
     "auto". "im2col" and "reference" apply to every layer.
     """
     global _default_path
-    if path not in PATHS:
-        raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
+    _check_path(path)
     _default_path = path
 
 
 def get_default_path() -> str:
-    """The path used when an op is called with ``path=None``."""
-    return _default_path
+    """The path used when an op is called with ``path=None`` here: the innermost
+    :func:`using_path` block's, else the process-wide fallback."""
+    scoped = _scoped_path.get()
+    return _default_path if scoped is None else scoped
 
 
 def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int):
@@ -117,13 +153,12 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
     """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
     "winograd" or "reference") a call takes.
 
-    A path asked for by this call must apply (else an error says what it needs); the module
-    default falls back to "auto" for layers it cannot compute.
+    A path asked for by this call must apply (else an error says what it needs); the scoped
+    or module default falls back to "auto" for layers it cannot compute.
     """
     explicit = path is not None
-    path = _default_path if path is None else path
-    if path not in PATHS:
-        raise ConvscopeError(f"convolution path must be one of {', '.join(PATHS)}, got {path!r}")
+    path = get_default_path() if path is None else path
+    _check_path(path)
     needs = _unavailable(path, kernel, stride, dilation, groups, pads, c_in, c_out)
     if needs is not None:
         if explicit:
@@ -184,6 +219,7 @@ class ConvCache:
     # im2col: cols (N, G, K, P); shifted: (cols, padded shape); pointwise: x; depthwise and
     # reference: xpad; winograd: its own cache; space_to_depth: (inner cache, shapes).
     data: object
+    workspace: Optional[Workspace] = None   # the caller's scratch, reused by backward
 
 
 # ----- argument handling ----------------------------------------------------------------------
@@ -250,15 +286,16 @@ def _span(i: int, s: int, k: int, d: int) -> slice:
 # ----- 2-D ------------------------------------------------------------------------------------
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
-                   dilation=1, groups: int = 1, path: Optional[str] = None, buffers: Optional[dict] = None,
-                   _name: str = "conv2d"):
+                   dilation=1, groups: int = 1, path: Optional[str] = None,
+                   workspace: Optional[Workspace] = None, _name: str = "conv2d"):
     """y = x ⋆ w + b (cross-correlation) for x (N, C_in, H, W), w (C_out, C_in/G, k_h, k_w).
 
     ``padding`` is an int, ``(p_h, p_w)`` or ``((top, bottom), (left, right))``. Returns
     ``(y, cache)`` with y of shape (N, C_out, H_out, W_out); pass ``cache`` to
-    :func:`conv2d_backward`. ``buffers``, a dict the caller keeps (a layer keeps one), lets
-    the im2col and shifted paths reuse their column matrix across calls of the same shape
-    instead of allocating it anew each time.
+    :func:`conv2d_backward`. ``workspace``, a :class:`~convscope.ops.workspace.Workspace`
+    the caller owns (a layer owns one), lets the fast paths reuse their column matrices and
+    scratch across calls of the same shape instead of allocating them anew each time; the
+    arrays returned (here and by backward) never share memory with it.
     """
     x, w = np.asarray(x), np.asarray(w)
     b = None if b is None else np.asarray(b)
@@ -272,25 +309,25 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
     path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3])
     if path == "winograd":
-        y, data = winograd.conv3x3_forward(x, w, b, pads)
-        return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data)
+        y, data = winograd.conv3x3_forward(x, w, b, pads, workspace=workspace)
+        return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data, workspace)
     if path == "pointwise":
         y, data = _forward_pointwise(x, w), x
     elif path == "shifted":
-        y, data = _forward_shifted(x, w, pads, dilation, out, buffers)
+        y, data = _forward_shifted(x, w, pads, dilation, out, workspace)
     elif path == "space_to_depth":
-        y, data = _forward_space_to_depth(x, w, pads, stride, out)
+        y, data = _forward_space_to_depth(x, w, pads, stride, out, workspace)
     elif path == "depthwise":
         xpad = pad2d(x, pads)
-        y, data = _forward_depthwise(xpad, w, stride, dilation, out), xpad
+        y, data = _forward_depthwise(xpad, w, stride, dilation, out, workspace), xpad
     elif path == "im2col":
-        y, data = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, buffers)
+        y, data = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
     else:
         xpad = pad2d(x, pads)
         y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
-    return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data)
+    return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data, workspace)
 
 
 def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
@@ -352,23 +389,18 @@ def _backward_reference(dy, cache: ConvCache):
                     delta = dy[n, o, i, j]
                     dw[o] += xpad[n, channels, rows, cols] * delta     # window × delta
                     dxpad[n, channels, rows, cols] += w[o] * delta    # filter × delta, scattered
-    return np.ascontiguousarray(unpad2d(dxpad, cache.pads)), dw
+    return fresh_copy(unpad2d(dxpad, cache.pads)), dw
 
 
-def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, buffers=None):
+def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None):
     n_batch, c_in = xpad.shape[:2]
     c_out = w.shape[0]
     k = w.shape[1] * kernel[0] * kernel[1]
     positions = out[0] * out[1]
     # The one copy: (N, C, k_h, k_w, H_out, W_out) is (N, G, C_g·k_h·k_w, P) in memory.
     shape = (n_batch, c_in, kernel[0], kernel[1], out[0], out[1])
-    cols = None
-    if buffers is not None:
-        cols = buffers.get("cols")
-        if cols is None or cols.shape != shape or cols.dtype != xpad.dtype:
-            cols = buffers["cols"] = np.empty(shape, dtype=xpad.dtype)
-    if cols is None:
-        cols = np.empty(shape, dtype=xpad.dtype)
+    # Kept in the cache for backward: safe to reuse only because the workspace is the layer's.
+    cols = scratch(ws, "conv.cols", shape, xpad.dtype)
     np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
     cols = cols.reshape(n_batch, groups, k, positions)
     y = np.matmul(w.reshape(groups, c_out // groups, k), cols)  # (N, G, C_out/G, P)
@@ -408,13 +440,13 @@ def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
         dx = np.matmul(w_g.transpose(0, 2, 1), dy_g)  # no overlap: dcols is dx
         return dx.reshape(cache.x_shape), dw.reshape(w.shape).astype(dtype, copy=False)
     dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g,
-                      out=workspace("conv.dcols", (n_batch, groups, k, positions), dtype))
+                      out=scratch(cache.workspace, "conv.dcols", (n_batch, groups, k, positions), dtype))
     padded = (n, c_in, height + top + bottom, width + left + right)
     has_pad = padded != tuple(cache.x_shape)
-    dxpad = workspace("conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
+    dxpad = scratch(cache.workspace, "conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
     dxpad.fill(0)
     col2im_add(dxpad, dcols.reshape(n, c_in, k_h, k_w, h_out, w_out), cache.stride, cache.dilation)
-    dx = np.ascontiguousarray(unpad2d(dxpad, cache.pads)) if has_pad else dxpad
+    dx = fresh_copy(unpad2d(dxpad, cache.pads)) if has_pad else dxpad
     return dx, dw.reshape(w.shape).astype(dtype, copy=False)
 
 
@@ -433,36 +465,32 @@ def _shifted_windows(flat: np.ndarray, shape, kernel, dilation, out_h: int) -> n
                                c * hp * wp * item, item), writeable=False)
 
 
-def _padded_flat(x: np.ndarray, pads, kernel, dilation, key: str) -> Tuple[np.ndarray, Tuple[int, ...]]:
+def _padded_flat(x: np.ndarray, pads, kernel, dilation, key: str, ws) -> Tuple[np.ndarray, Tuple[int, ...]]:
     """x zero-padded into a flat work buffer with (k_w − 1)·d_w spare elements at the end."""
     n, c, h, w = x.shape
     (top, bottom), (left, right) = pads
     shape = (n, c, h + top + bottom, w + left + right)
     size = int(np.prod(shape))
-    flat = workspace(key, (size + (kernel[1] - 1) * dilation[1],), x.dtype)
+    flat = scratch(ws, key, (size + (kernel[1] - 1) * dilation[1],), x.dtype)
     flat.fill(0)
     flat[:size].reshape(shape)[:, :, top:top + h, left:left + w] = x
     return flat, shape
 
 
-def _forward_shifted(x, w, pads, dilation, out, buffers=None):
+def _forward_shifted(x, w, pads, dilation, out, ws=None):
     """Stride-1, ungrouped: cols (C·k_h·k_w, N·H_out·W_p) by flat shifts, then ONE GEMM for
     the whole batch; the crop of the garbage columns also restores the NCHW layout."""
     n = x.shape[0]
     c_out, c_in, k_h, k_w = w.shape
-    flat, shape = _padded_flat(x, pads, (k_h, k_w), dilation, "conv.shifted.x")
+    flat, shape = _padded_flat(x, pads, (k_h, k_w), dilation, "conv.shifted.x", ws)
     wp = shape[3]
     positions = out[0] * wp
     cols_shape = (c_in, k_h, k_w, n, positions)
-    cols = buffers.get("shifted") if buffers is not None else None
-    if cols is None or cols.shape != cols_shape or cols.dtype != x.dtype:
-        cols = np.empty(cols_shape, dtype=x.dtype)
-        if buffers is not None:
-            buffers["shifted"] = cols
+    cols = scratch(ws, "conv.shifted.cols", cols_shape, x.dtype)   # kept for backward (see _forward_fast)
     np.copyto(cols, _shifted_windows(flat, shape, (k_h, k_w), dilation, out[0]))
     cols = cols.reshape(c_in * k_h * k_w, n * positions)
     wide = np.matmul(w.reshape(c_out, -1), cols,
-                     out=workspace("conv.shifted.y", (c_out, n * positions), x.dtype))
+                     out=scratch(ws, "conv.shifted.y", (c_out, n * positions), x.dtype))
     y = np.empty((n, c_out, out[0], out[1]), dtype=x.dtype)
     np.copyto(y.transpose(1, 0, 2, 3), wide.reshape(c_out, n, out[0], wp)[..., :out[1]])
     return y, (cols, shape)
@@ -476,8 +504,9 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     wp = shape[3]
     positions = h_out * wp
     dtype = np.result_type(dy, w)
+    ws = cache.workspace
     # dy channel-major on the wide grid, zero in the garbage columns so they add nothing.
-    dy_wide = workspace("conv.shifted.dy", (c_out, n, h_out, wp), dtype)
+    dy_wide = scratch(ws, "conv.shifted.dy", (c_out, n, h_out, wp), dtype)
     dy_wide[..., w_out:] = 0
     np.copyto(dy_wide[..., :w_out], dy.transpose(1, 0, 2, 3))
     dy_mat = dy_wide.reshape(c_out, n * positions)
@@ -485,10 +514,10 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     if not need_dx:
         return None, dw.reshape(w.shape).astype(dtype, copy=False)
     dcols = np.matmul(w.reshape(c_out, -1).T, dy_mat,
-                      out=workspace("conv.shifted.dcols", (c_in * k_h * k_w, n * positions), dtype))
+                      out=scratch(ws, "conv.shifted.dcols", (c_in * k_h * k_w, n * positions), dtype))
     d_h, d_w = cache.dilation
     size = int(np.prod(shape))
-    dflat = workspace("conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
+    dflat = scratch(ws, "conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
     dflat.fill(0)
     planes = dcols.reshape(c_in, k_h, k_w, n, positions)
     item = dflat.itemsize
@@ -502,11 +531,11 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
             target += planes[:, a, b]
     (top, _), (left, _) = cache.pads
     height, width = cache.x_shape[2:]
-    dx = np.ascontiguousarray(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])
+    dx = fresh_copy(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])
     return dx, dw.reshape(w.shape).astype(dtype, copy=False)
 
 
-def _forward_space_to_depth(x, w, pads, stride, out):
+def _forward_space_to_depth(x, w, pads, stride, out, ws=None):
     """A stride-s convolution as a stride-1 one: with a = s·a' + r and b = s·b' + q,
 
         y[n, k, i, j] = Σ_{c,a,b} xpad[n, c, s·i + a, s·j + b] · w[k, c, a, b]
@@ -530,8 +559,8 @@ def _forward_space_to_depth(x, w, pads, stride, out):
     wpad[:, :, :k_h, :k_w] = w
     wsd = np.ascontiguousarray(wpad.reshape(k_out, c, kh2, s_h, kw2, s_w).transpose(0, 1, 3, 5, 2, 4)
                                ).reshape(k_out, c * s_h * s_w, kh2, kw2)
-    y_full, inner = conv2d_forward(xs, wsd, None, 1, 0, 1, 1, path="auto")
-    y = y_full if y_full.shape[2:] == tuple(out) else np.ascontiguousarray(y_full[:, :, :out[0], :out[1]])
+    y_full, inner = conv2d_forward(xs, wsd, None, 1, 0, 1, 1, path="auto", workspace=ws)
+    y = y_full if y_full.shape[2:] == tuple(out) else fresh_copy(y_full[:, :, :out[0], :out[1]])
     return y, (inner, y_full.shape, ext.shape)
 
 
@@ -554,10 +583,10 @@ def _backward_space_to_depth(dy, cache: ConvCache, need_dx: bool = True):
     hs, ws_ = ext_shape[2] // s_h, ext_shape[3] // s_w
     dext = dxs.reshape(n, c, s_h, s_w, hs, ws_).transpose(0, 1, 4, 2, 5, 3).reshape(ext_shape)
     (top, _), (left, _) = cache.pads
-    return np.ascontiguousarray(dext[:, :, top:top + height, left:left + width]), dw
+    return fresh_copy(dext[:, :, top:top + height, left:left + width]), dw
 
 
-def _forward_depthwise(xpad, w, stride, dilation, out):
+def _forward_depthwise(xpad, w, stride, dilation, out, ws=None):
     """groups = C_in = C_out: each channel has its own k_h×k_w filter, so there is nothing to
     share a GEMM over. Instead, k_h·k_w multiply-adds of whole (N, C, H_out, W_out) slices:
     y[n, c] = Σ_{a,b} w[c, 0, a, b] · xpad[n, c, a·d_h + s_h·i, b·d_w + s_w·j].
@@ -568,19 +597,19 @@ def _forward_depthwise(xpad, w, stride, dilation, out):
     k_h, k_w = w.shape[2:]
     if tuple(stride) == (1, 1):
         positions = out[0] * wp
-        flat = workspace("conv.depthwise.x", (n * c * hp * wp + (k_w - 1) * dilation[1],), xpad.dtype)
+        flat = scratch(ws, "conv.depthwise.x", (n * c * hp * wp + (k_w - 1) * dilation[1],), xpad.dtype)
         flat[:xpad.size] = xpad.reshape(-1)
         flat[xpad.size:] = 0
         item = flat.itemsize
         wide = np.zeros((n, c, positions), dtype=xpad.dtype)
-        term = workspace("conv.depthwise.term", wide.shape, xpad.dtype)
+        term = scratch(ws, "conv.depthwise.term", wide.shape, xpad.dtype)
         for a in range(k_h):
             for b in range(k_w):
                 shifted = as_strided(flat[a * dilation[0] * wp + b * dilation[1]:], shape=wide.shape,
                                      strides=(c * hp * wp * item, hp * wp * item, item))
                 np.multiply(shifted, w[:, 0, a, b].reshape(1, -1, 1), out=term)
                 wide += term
-        return np.ascontiguousarray(wide.reshape(n, c, out[0], wp)[..., :out[1]])
+        return fresh_copy(wide.reshape(n, c, out[0], wp)[..., :out[1]])
     view = window_view(xpad, (k_h, k_w), stride, dilation, out)   # (N, C, k_h, k_w, H_out, W_out)
     y = np.zeros((n, c) + tuple(out), dtype=xpad.dtype)
     term = np.empty_like(y)
@@ -597,18 +626,19 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
     k_h, k_w = w.shape[2:]
     d_h, d_w = cache.dilation
     dtype = np.result_type(dy, w)
+    ws = cache.workspace
     dw = np.empty(w.shape, dtype=dtype)
     if tuple(cache.stride) == (1, 1):
         # The forward's flat shifts again: dy on the W_p-wide grid (zero in the extra
         # columns), one dot product per channel and offset for dW, shifted adds for dx.
         h_out, w_out = dy.shape[2:]
         positions = h_out * wp
-        dy_wide = workspace("conv.depthwise.dy", (n, c, h_out, wp), dtype)
+        dy_wide = scratch(ws, "conv.depthwise.dy", (n, c, h_out, wp), dtype)
         dy_wide[..., w_out:] = 0
         dy_wide[..., :w_out] = dy
         dy_wide = dy_wide.reshape(n, c, positions)
         size = n * c * hp * wp
-        flat = workspace("conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
+        flat = scratch(ws, "conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
         flat[:size] = xpad.reshape(-1)
         flat[size:] = 0
         item = flat.itemsize
@@ -619,9 +649,9 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
                 dw[:, 0, a, b] = np.einsum("ncp,ncp->c", shifted, dy_wide)
         if not need_dx:
             return None, dw
-        dflat = workspace("conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
+        dflat = scratch(ws, "conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
         dflat.fill(0)
-        term = workspace("conv.depthwise.term", dy_wide.shape, dtype)
+        term = scratch(ws, "conv.depthwise.term", dy_wide.shape, dtype)
         for a in range(k_h):
             for b in range(k_w):
                 target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=dy_wide.shape, strides=strides)
@@ -630,7 +660,7 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
         (top, _), (left, _) = cache.pads
         height, width = cache.x_shape[2:]
         dx = dflat[:size].reshape(n, c, hp, wp)[:, :, top:top + height, left:left + width]
-        return np.ascontiguousarray(dx), dw
+        return fresh_copy(dx), dw
     view = window_view(xpad, (k_h, k_w), cache.stride, cache.dilation, dy.shape[2:])
     term = np.empty(dy.shape, dtype=dtype)
     for a in range(k_h):
@@ -647,7 +677,7 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
             np.multiply(dy, w[:, 0, a, b].reshape(1, -1, 1, 1), out=windows[:, :, a, b])
     col2im_add(dxpad, windows, cache.stride, cache.dilation)
     dx = unpad2d(dxpad, cache.pads)
-    return (np.ascontiguousarray(dx) if dx is not dxpad else dx), dw
+    return (fresh_copy(dx) if dx is not dxpad else dx), dw
 
 
 def _forward_pointwise(x, w):
@@ -693,7 +723,8 @@ def _one(value, name):
 
 
 def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
-                   dilation=1, groups: int = 1, path: Optional[str] = None, buffers: Optional[dict] = None):
+                   dilation=1, groups: int = 1, path: Optional[str] = None,
+                   workspace: Optional[Workspace] = None):
     """1-D convolution: x (N, C_in, L), w (C_out, C_in/G, k) -> y (N, C_out, L_out).
 
     ``padding`` is an int or ``(before, after)``. It runs :func:`conv2d_forward` on
@@ -705,7 +736,7 @@ def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                              f"{x.shape} and {w.shape}")
     y, cache = conv2d_forward(x[:, :, None, :], w[:, :, None, :], b, (1, _one(stride, "stride")),
                               _pads1d(padding), (1, _one(dilation, "dilation")), groups, path,
-                              buffers, _name="conv1d")
+                              workspace, _name="conv1d")
     return y[:, :, 0, :], cache
 
 

@@ -1,4 +1,4 @@
-"""Inverted dropout.
+"""Inverted dropout, and stochastic depth (dropout of whole samples).
 
 Notation
 --------
@@ -44,3 +44,22 @@ def dropout_backward(dy: np.ndarray, scaled_mask: Optional[np.ndarray]) -> np.nd
     if scaled_mask is None:
         return dy
     return dy * scaled_mask
+
+
+def stochastic_depth_forward(x: np.ndarray, p: float, mode: str, rng: np.random.Generator, train: bool = True
+                             ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """torchvision.ops.stochastic_depth: in training, keep the whole input of a sample
+    (``mode="row"``: one draw per sample) or of the batch (``"batch"``: one draw) with
+    probability 1 − p and scale it by 1/(1 − p); zero it otherwise. The identity in eval or
+    for p = 0; all zeros for p = 1 (nothing survives, nothing to divide by).
+
+    ``y = x · m · s`` with m of shape (N, 1, ..., 1) or (1, ..., 1); backward is
+    :func:`dropout_backward` with the same ``m·s``. Returns ``(y, m·s or None)``."""
+    if not train or p == 0:
+        return x, None
+    survival = 1.0 - p
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1) if mode == "row" else (1,) * x.ndim
+    keep = rng.random(shape) < survival
+    scale = 1.0 / survival if survival > 0 else 0.0
+    scaled_mask = (keep * scale).astype(x.dtype)
+    return x * scaled_mask, scaled_mask

@@ -1,4 +1,4 @@
-"""Normalisation ops: batch normalisation and local response normalisation.
+"""Normalisation ops: batch, layer and local response normalisation, and per-channel scale.
 
 Pure functions, no state: each ``*_forward`` returns ``(y, cache)`` and the matching
 ``*_backward(dy, cache)`` returns the gradients. Channels are axis 1 (NCL, NCHW, ...).
@@ -183,3 +183,75 @@ def lrn_backward(dy: np.ndarray, cache: Dict) -> np.ndarray:
     inner = dy * x * scale / denominator
     spread = _window_sum(inner, (size - 1) // 2, size // 2)
     return dy * scale - (2.0 * alpha * beta / size) * x * spread
+
+
+# ----- layer normalisation --------------------------------------------------------------------
+
+def _sum_to(v: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """Sum ``v`` over the axes along which an array of broadcast ``shape`` (same rank) was repeated."""
+    axes = tuple(i for i, (n, m) in enumerate(zip(v.shape, shape)) if m == 1 and n != 1)
+    return v.sum(axis=axes, keepdims=True) if axes else v
+
+
+def layer_norm_forward(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
+                       axes: Tuple[int, ...], eps: float = 1e-5) -> Tuple[np.ndarray, Dict]:
+    """Layer normalisation of each sample over ``axes`` (statistics per sample, not per batch).
+
+    With m the number of values in ``axes``::
+
+        μ   = (1/m) Σ_axes x,   σ² = (1/m) Σ_axes (x − μ)²     (biased, as PyTorch)
+        x̂   = (x − μ) / sqrt(σ² + ε)
+        y   = γ·x̂ + β
+
+    ``weight`` γ and ``bias`` β (either may be None) are given in a shape that broadcasts
+    against x: ``(1, C, 1, 1)`` for the channel axis of NCHW (ConvNeXt's LayerNorm2d), the
+    normalised trailing shape for ``torch.nn.LayerNorm``. Output: same shape as x. Training
+    and inference compute the same thing (no running statistics).
+    """
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    var = np.mean(centred * centred, axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = centred * inv_std
+    y = x_hat if weight is None else x_hat * weight
+    if bias is not None:
+        y = y + bias
+    cache = {"x_hat": x_hat, "inv_std": inv_std, "axes": tuple(axes), "weight": weight,
+             "bias_shape": None if bias is None else bias.shape}
+    return y.astype(x.dtype, copy=False), cache
+
+
+def layer_norm_backward(dy: np.ndarray, cache: Dict) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Gradients ``(dx, dγ, dβ)`` of :func:`layer_norm_forward` (dγ, dβ in γ's and β's shapes,
+    None when absent)::
+
+        dβ = Σ_{other axes} g,    dγ = Σ_{other axes} g·x̂,    dx̂ = g·γ
+        dx = (1/sqrt(σ² + ε))·(dx̂ − mean_axes(dx̂) − x̂·mean_axes(dx̂·x̂))
+    """
+    x_hat, inv_std, axes, weight = cache["x_hat"], cache["inv_std"], cache["axes"], cache["weight"]
+    d_hat = dy if weight is None else dy * weight
+    dx = inv_std * (d_hat - d_hat.mean(axis=axes, keepdims=True)
+                    - x_hat * np.mean(d_hat * x_hat, axis=axes, keepdims=True))
+    d_weight = None if weight is None else _sum_to(dy * x_hat, (1,) * (dy.ndim - weight.ndim) + weight.shape)
+    d_bias = None
+    if cache["bias_shape"] is not None:
+        shape = cache["bias_shape"]
+        d_bias = _sum_to(dy, (1,) * (dy.ndim - len(shape)) + tuple(shape)).reshape(shape)
+    if d_weight is not None:
+        d_weight = d_weight.reshape(weight.shape)
+    return dx.astype(dy.dtype, copy=False), d_weight, d_bias
+
+
+# ----- per-channel scale (layer scale) ---------------------------------------------------------
+
+def channel_scale_forward(x: np.ndarray, gamma: np.ndarray) -> Tuple[np.ndarray, tuple]:
+    """``y[n, c, ...] = γ[c]·x[n, c, ...]`` with γ of shape (C, 1, ..., 1) (one 1 per spatial
+    axis, as torchvision's ConvNeXt ``layer_scale``) broadcasting over the sample."""
+    return x * gamma, (x, gamma)
+
+
+def channel_scale_backward(dy: np.ndarray, cache: tuple) -> Tuple[np.ndarray, np.ndarray]:
+    """``dx = γ·g`` and ``dγ[c] = Σ_{n, positions} g·x`` (shaped like γ)."""
+    x, gamma = cache
+    d_gamma = _sum_to(dy * x, (1,) + gamma.shape).reshape(gamma.shape)
+    return dy * gamma, d_gamma

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ConvscopeError
 from ..shapes import adaptive_window, conv_output_size
-from .workspace import workspace
+from .workspace import Workspace, fresh_copy, scratch
 
 Pair = Tuple[int, int]
 AXES_2D = ("height", "width")
@@ -154,10 +154,10 @@ def _check_batch(name: str, x: np.ndarray, spatial: int) -> None:
         raise ConvscopeError(f"{name} expects an array {layout}, got shape {x.shape}")
 
 
-def _pad(x: np.ndarray, g: PoolGeometry, fill: float, name: str) -> np.ndarray:
+def _pad(x: np.ndarray, g: PoolGeometry, fill: float, name: str, ws: Optional[Workspace]) -> np.ndarray:
     """``x`` inside a border of ``fill``, in a reused work buffer (only read inside an op)."""
     (ph, pw), (h, w) = g.padding, g.in_size
-    xp = workspace(name, x.shape[:2] + g.padded_size, x.dtype)
+    xp = scratch(ws, name, x.shape[:2] + g.padded_size, x.dtype)
     xp[:, :, :ph] = fill
     xp[:, :, ph + h:] = fill
     xp[:, :, ph:ph + h, :pw] = fill
@@ -167,16 +167,17 @@ def _pad(x: np.ndarray, g: PoolGeometry, fill: float, name: str) -> np.ndarray:
 
 
 def _unpad(dxp: np.ndarray, g: PoolGeometry) -> np.ndarray:
+    """The interior of a padded gradient work buffer, always as a new array."""
     (ph, pw), (h, w) = g.padding, g.in_size
-    return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w])
+    return fresh_copy(dxp[:, :, ph:ph + h, pw:pw + w])
 
 
-def _gradient_buffer(shape, dtype, plan: _Plan, name: str) -> np.ndarray:
+def _gradient_buffer(shape, dtype, plan: _Plan, name: str, ws: Optional[Workspace]) -> np.ndarray:
     """The (padded) dL/dx array, zero wherever no assigned offset will write.
 
     A fresh array when it is returned as is; a work buffer when only its interior is
     copied out (padding)."""
-    dxp = workspace(name, shape, dtype) if plan.padded else np.empty(shape, dtype)
+    dxp = scratch(ws, name, shape, dtype) if plan.padded else np.empty(shape, dtype)
     if plan.clear_from is None:
         dxp.fill(0)
     else:
@@ -193,6 +194,7 @@ class _PoolCache(NamedTuple):
                                   # average: divisor (an array, 0-d when uniform)
     squeeze: bool                 # True when a 1-D op added the H = 1 axis
     source: Optional[np.ndarray] = None  # max without a recorded index: the (N, C, H, W) input
+    workspace: Optional[Workspace] = None  # the caller's scratch, reused by backward
 
 
 # ----- max pooling ----------------------------------------------------------------------------
@@ -201,7 +203,8 @@ class _PoolCache(NamedTuple):
 _BITS = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
-def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool,
+              ws: Optional[Workspace]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Running maximum over the k_h·k_w strided views of the (padded) input.
 
     With ``record``, also the window index t of the maximum: at step t, ``better = v_t > y``
@@ -210,7 +213,7 @@ def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool) -> Tuple[np.ndarray,
     two cheap byte-wide passes instead of a masked store.
     """
     plan = _plan(g)
-    xp = _pad(x, g, -np.inf, "max_pool.input") if plan.padded else x
+    xp = _pad(x, g, -np.inf, "max_pool.input", ws) if plan.padded else x
     views = [xp[s] for s in plan.slices]
     y = np.empty(x.shape[:2] + g.out_size, x.dtype)
     np.copyto(y, views[0])
@@ -221,8 +224,8 @@ def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool) -> Tuple[np.ndarray,
     index_type = np.min_scalar_type(len(views) - 1)
     index = np.zeros(y.shape, index_type)
     if len(views) > 1:
-        better = workspace("max_pool.better", y.shape, np.bool_)
-        step = workspace("max_pool.step", y.shape, index_type)
+        better = scratch(ws, "max_pool.better", y.shape, np.bool_)
+        step = scratch(ws, "max_pool.step", y.shape, index_type)
         flags = better.view(np.uint8)
         for t, v in enumerate(views[1:], start=1):
             np.greater(v, y, out=better)
@@ -257,12 +260,12 @@ def _select(dy: np.ndarray, hit: np.ndarray, bits: Optional[np.ndarray], out: np
     np.bitwise_and(dy.view(bits.dtype), bits, out=out.view(bits.dtype))
 
 
-def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry) -> np.ndarray:
+def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry, ws: Optional[Workspace]) -> np.ndarray:
     plan = _plan(g)
-    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad")
-    hit = workspace("max_pool.hit", dy.shape, np.bool_)
+    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad", ws)
+    hit = scratch(ws, "max_pool.hit", dy.shape, np.bool_)
     bits_type = _BITS.get(dy.dtype.itemsize)
-    bits = None if bits_type is None else workspace("max_pool.bits", dy.shape, bits_type)
+    bits = None if bits_type is None else scratch(ws, "max_pool.bits", dy.shape, bits_type)
     part = None
     for t, (window, assign) in enumerate(zip(plan.slices, plan.assign)):
         np.equal(index, t, out=hit)
@@ -272,14 +275,15 @@ def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry) -> np.ndarra
         else:
             # Within one offset the windows' positions are distinct, so a strided += is exact.
             if part is None:
-                part = workspace("max_pool.part", dy.shape, dy.dtype)
+                part = scratch(ws, "max_pool.part", dy.shape, dy.dtype)
             _select(dy, hit, bits, part)
             np.add(target, part, out=target)
     return _unpad(dxp, g) if plan.padded else dxp
 
 
 def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
-                       dilation: Pair = (1, 1), ceil_mode: bool = False, *, record_argmax: bool = True):
+                       dilation: Pair = (1, 1), ceil_mode: bool = False, *, record_argmax: bool = True,
+                       workspace: Optional[Workspace] = None):
     """2-D max pooling of ``x`` (N, C, H, W).
 
     Forward::
@@ -299,13 +303,15 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
 
     ``record_argmax=False`` (inference) skips the index: the forward is then k_h·k_w − 1
     maximum passes, and a later backward recomputes the index from the cached input.
+    ``workspace`` (the caller's, e.g. the layer's) holds scratch reused across calls; the
+    arrays returned never share memory with it.
 
     Output: (N, C, H_out, W_out).
     """
     _check_batch("max_pool2d", x, 2)
     g = pool_geometry("max_pool2d", x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    y, argmax = _max_pool(x, g, record_argmax)
-    return y, _PoolCache(g, x.shape[:2], argmax, False, None if record_argmax else x)
+    y, argmax = _max_pool(x, g, record_argmax, workspace)
+    return y, _PoolCache(g, x.shape[:2], argmax, False, None if record_argmax else x, workspace)
 
 
 def max_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
@@ -313,24 +319,25 @@ def max_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
     g = cache.geometry
     index = cache.payload
     if index is None:
-        index = _max_pool(cache.source, g, True)[1]
+        index = _max_pool(cache.source, g, True, cache.workspace)[1]
     dy = np.asarray(dy)
     if dy.dtype.kind != "f":
         dy = dy.astype(np.float64)
-    dx = _max_unpool(dy.reshape(index.shape), index, g)
+    dx = _max_unpool(dy.reshape(index.shape), index, g, cache.workspace)
     return dx[:, :, 0, :] if cache.squeeze else dx
 
 
 def max_pool1d_forward(x: np.ndarray, kernel_size: int, stride: int, padding: int = 0,
-                       dilation: int = 1, ceil_mode: bool = False, *, record_argmax: bool = True):
+                       dilation: int = 1, ceil_mode: bool = False, *, record_argmax: bool = True,
+                       workspace: Optional[Workspace] = None):
     """1-D max pooling of ``x`` (N, C, L): :func:`max_pool2d_forward` on (N, C, 1, L) with a
     1 × k window. Output: (N, C, L_out)."""
     _check_batch("max_pool1d", x, 1)
     g = pool_geometry("max_pool1d", x.shape[2:], (kernel_size,), (stride,), (padding,), (dilation,),
                       ceil_mode, AXES_1D)
     x4 = x[:, :, None, :]
-    y, argmax = _max_pool(x4, g, record_argmax)
-    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], argmax, True, None if record_argmax else x4)
+    y, argmax = _max_pool(x4, g, record_argmax, workspace)
+    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], argmax, True, None if record_argmax else x4, workspace)
 
 
 max_pool1d_backward = max_pool2d_backward
@@ -348,11 +355,11 @@ def _avg_divisors(n: int, k: int, s: int, p: int, out: int, count_include_pad: b
     return np.minimum(end, n) - np.maximum(start, 0)
 
 
-def _avg_pool(x: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray:
+def _avg_pool(x: np.ndarray, g: PoolGeometry, divisor: np.ndarray, ws: Optional[Workspace]) -> np.ndarray:
     """Σ of the k_h·k_w strided views of the zero-padded input (added in window order),
     then divided by D in place."""
     plan = _plan(g)
-    xp = _pad(x, g, 0, "avg_pool.input") if plan.padded else x
+    xp = _pad(x, g, 0, "avg_pool.input", ws) if plan.padded else x
     total = np.empty(x.shape[:2] + g.out_size, x.dtype)
     np.copyto(total, xp[plan.slices[0]])
     for window in plan.slices[1:]:
@@ -361,11 +368,11 @@ def _avg_pool(x: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray
     return total
 
 
-def _avg_unpool(dy: np.ndarray, g: PoolGeometry, divisor: np.ndarray) -> np.ndarray:
+def _avg_unpool(dy: np.ndarray, g: PoolGeometry, divisor: np.ndarray, ws: Optional[Workspace]) -> np.ndarray:
     plan = _plan(g)
-    share = workspace("avg_pool.share", dy.shape, np.result_type(dy, divisor))
+    share = scratch(ws, "avg_pool.share", dy.shape, np.result_type(dy, divisor))
     np.divide(dy, divisor, out=share)
-    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, share.dtype, plan, "avg_pool.grad")
+    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, share.dtype, plan, "avg_pool.grad", ws)
     for window, assign in zip(plan.slices, plan.assign):
         target = dxp[window]
         if assign:
@@ -397,7 +404,8 @@ def _divisor_cached(g: PoolGeometry, count_include_pad: bool, divisor_override, 
 
 
 def avg_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
-                       ceil_mode: bool = False, count_include_pad: bool = True, divisor_override=None):
+                       ceil_mode: bool = False, count_include_pad: bool = True, divisor_override=None,
+                       *, workspace: Optional[Workspace] = None):
     """2-D average pooling of ``x`` (N, C, H, W).
 
     Forward (padding is 0)::
@@ -420,26 +428,27 @@ def avg_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
     _check_batch("avg_pool2d", x, 2)
     g = pool_geometry("avg_pool2d", x.shape[2:], kernel_size, stride, padding, (1, 1), ceil_mode)
     divisor = _divisor(g, count_include_pad, divisor_override, x.dtype)
-    return _avg_pool(x, g, divisor), _PoolCache(g, x.shape[:2], divisor, False)
+    return _avg_pool(x, g, divisor, workspace), _PoolCache(g, x.shape[:2], divisor, False, None, workspace)
 
 
 def avg_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
     """dL/dx of :func:`avg_pool2d_forward` (also of :func:`avg_pool1d_forward`)."""
     g = cache.geometry
-    dx = _avg_unpool(np.asarray(dy).reshape(cache.batch + g.out_size), g, cache.payload)
+    dx = _avg_unpool(np.asarray(dy).reshape(cache.batch + g.out_size), g, cache.payload, cache.workspace)
     return dx[:, :, 0, :] if cache.squeeze else dx
 
 
 def avg_pool1d_forward(x: np.ndarray, kernel_size: int, stride: int, padding: int = 0,
-                       ceil_mode: bool = False, count_include_pad: bool = True):
+                       ceil_mode: bool = False, count_include_pad: bool = True, *,
+                       workspace: Optional[Workspace] = None):
     """1-D average pooling of ``x`` (N, C, L): :func:`avg_pool2d_forward` on (N, C, 1, L) with
     a 1 × k window (PyTorch's AvgPool1d has no divisor_override). Output: (N, C, L_out)."""
     _check_batch("avg_pool1d", x, 1)
     g = pool_geometry("avg_pool1d", x.shape[2:], (kernel_size,), (stride,), (padding,), (1,),
                       ceil_mode, AXES_1D)
     divisor = _divisor(g, count_include_pad, None, x.dtype)
-    y = _avg_pool(x[:, :, None, :], g, divisor)
-    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], divisor, True)
+    y = _avg_pool(x[:, :, None, :], g, divisor, workspace)
+    return y[:, :, 0, :], _PoolCache(g, x.shape[:2], divisor, True, None, workspace)
 
 
 avg_pool1d_backward = avg_pool2d_backward

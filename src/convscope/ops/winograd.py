@@ -25,9 +25,11 @@ the direct method's (F(2,3) uses only the constants ±1 and ½).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
-from .workspace import workspace
+from .workspace import Workspace, fresh_copy, scratch
 
 # G (4×3) maps a 3-tap filter to 4 Winograd points; Bᵀ and Aᵀ are applied by hand below.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -56,7 +58,8 @@ def _bt_pair(d0, d1, d2, d3, outs):
 # contiguous 1-D NumPy operation instead of thousands of 7–16-element rows.
 
 
-def input_transform(phases: np.ndarray, th: int, tw: int, v: np.ndarray, key: str) -> np.ndarray:
+def input_transform(phases: np.ndarray, th: int, tw: int, v: np.ndarray, key: str,
+                    ws: Optional[Workspace] = None) -> np.ndarray:
     """V = Bᵀ d B for every 4×4 tile, from the padded input split into phase planes.
 
     ``phases[r, c]`` (C, N, th + 1, tw + 1) holds the padded input's rows ≡ r and columns
@@ -66,7 +69,7 @@ def input_transform(phases: np.ndarray, th: int, tw: int, v: np.ndarray, key: st
     """
     c, n = phases.shape[2:4]
     length = c * n * th * (tw + 1)
-    rows = workspace(key + ".rows", (4, 2, length + 1), phases.dtype)
+    rows = scratch(ws, key + ".rows", (4, 2, length + 1), phases.dtype)
     rows[:, :, length] = 0  # read by the very last (garbage) column below
     for cp in range(2):  # Bᵀ down the rows, for even and odd columns
         even, odd = phases[0, cp], phases[1, cp]
@@ -85,14 +88,15 @@ _AT = np.array([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]])
 _AT_KRON = np.kron(_AT, _AT)                                          # (4, 16)
 
 
-def output_transform(m: np.ndarray, n: int, th: int, tw: int, y_full: np.ndarray, key: str) -> None:
+def output_transform(m: np.ndarray, n: int, th: int, tw: int, y_full: np.ndarray, key: str,
+                     ws: Optional[Workspace] = None) -> None:
     """Y = Aᵀ M A: m (16, K, N·th·(tw + 1)) -> y_full (N, K, 2·th, 2·tw), written in place.
 
     One (4×16)·(16×K·N·T) product gives the four output phases; one copy interleaves them.
     """
     k = m.shape[1]
     planes = np.matmul(_AT_KRON.astype(m.dtype), m.reshape(16, -1),
-                       out=workspace(key + ".planes", (4, m[0].size), m.dtype))
+                       out=scratch(ws, key + ".planes", (4, m[0].size), m.dtype))
     planes = planes.reshape(2, 2, k, n, th, tw + 1)[..., :tw]
     # planes[a, b, k, n, t, u] -> y_full[n, k, 2t + a, 2u + b], one phase at a time (one
     # interleaving copy would run NumPy's inner loop over b, two elements long).
@@ -102,7 +106,7 @@ def output_transform(m: np.ndarray, n: int, th: int, tw: int, y_full: np.ndarray
             np.copyto(y6[:, :, :, a, :, b], planes[a, b].transpose(1, 0, 2, 3))
 
 
-def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray:
+def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str, ws: Optional[Workspace] = None) -> np.ndarray:
     """x (N, C, H, W) -> its zero-padded, channel-major phase planes (2, 2, C, N, th+1, tw+1).
 
     ``planes[r, c, ch, n, i, j] = xpad[n, ch, 2i + r, 2j + c]`` where xpad is x padded by
@@ -110,7 +114,7 @@ def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray
     """
     n, c, h, w = x.shape
     (pt, _), (pl, _) = pads
-    planes = workspace(key, (2, 2, c, n, th + 1, tw + 1), x.dtype)
+    planes = scratch(ws, key, (2, 2, c, n, th + 1, tw + 1), x.dtype)
     planes.fill(0)
     xc = x.transpose(1, 0, 2, 3)
     for r in range(2):
@@ -127,34 +131,36 @@ def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str) -> np.ndarray
 
 
 def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward: bool = True,
-                    key: str = "wino"):
+                    key: str = "wino", workspace: Optional[Workspace] = None):
     """Stride-1, dilation-1, ungrouped 3×3 convolution by Winograd F(2×2, 3×3).
 
     x (N, C, H, W), w (K, C, 3, 3), b (K,) or None, pads ((top, bottom), (left, right)),
     each 0..2. Returns (y (N, K, H_out, W_out), cache) with H_out = H + top + bottom − 2.
+    ``workspace`` (the layer's) holds the transforms' scratch between calls; y is always fresh.
     """
+    ws = workspace
     n, c, h, wd = x.shape
     k = w.shape[0]
     (pt, pb), (pl, pr) = pads
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
     th, tw = -(-h_out // 2), -(-w_out // 2)
-    phases = _phase_planes(x, pads, th, tw, key + ".phases")
+    phases = _phase_planes(x, pads, th, tw, key + ".phases", ws)
     v_shape = (4, 4, c, n, th, tw + 1)
     # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
     v = input_transform(phases, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
-                        else workspace(key + ".v", v_shape, x.dtype), key)
-    m = np.matmul(filter_transform(w), v, out=workspace(key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
+                        else scratch(ws, key + ".v", v_shape, x.dtype), key, ws)
+    m = np.matmul(filter_transform(w), v, out=scratch(ws, key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
     exact = (2 * th, 2 * tw) == (h_out, w_out)
     y_full = np.empty((n, k, 2 * th, 2 * tw), x.dtype) if exact else \
-        workspace(key + ".y", (n, k, 2 * th, 2 * tw), x.dtype)
-    output_transform(m, n, th, tw, y_full, key)
-    y = y_full if exact else np.ascontiguousarray(y_full[:, :, :h_out, :w_out])
+        scratch(ws, key + ".y", (n, k, 2 * th, 2 * tw), x.dtype)
+    output_transform(m, n, th, tw, y_full, key, ws)
+    y = y_full if exact else fresh_copy(y_full[:, :, :h_out, :w_out])
     if b is not None:
         y += b.reshape(1, k, 1, 1)
     cache = None
     if keep_for_backward:
         cache = {"x_shape": x.shape, "w": w, "pads": pads, "v": v, "tiles": (th, tw),
-                 "has_bias": b is not None}
+                 "has_bias": b is not None, "workspace": ws}
     return y, cache
 
 
@@ -166,13 +172,14 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     th, tw = cache["tiles"]
     (pt, pb), (pl, pr) = cache["pads"]
     h_out, w_out = dy.shape[2:]
+    ws = cache["workspace"]
 
     # dM = A dY Aᵀ: the 2×2 output gradients of each (wide) tile, zero where a tile overhangs
     # the output or in its garbage column, times (Aᵀ ⊗ Aᵀ)ᵀ.
-    dyt = workspace("wino.dyt", (2, 2, k, n, th, tw + 1), dy.dtype)
+    dyt = scratch(ws, "wino.dyt", (2, 2, k, n, th, tw + 1), dy.dtype)
     dyt.fill(0)
     if (h_out, w_out) != (2 * th, 2 * tw):  # odd output sizes: extend dy with zeros first
-        extended = workspace("wino.dy_ext", (n, k, 2 * th, 2 * tw), dy.dtype)
+        extended = scratch(ws, "wino.dy_ext", (n, k, 2 * th, 2 * tw), dy.dtype)
         extended.fill(0)
         extended[:, :, :h_out, :w_out] = dy
         dy_even = extended
@@ -181,7 +188,7 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b]
     np.copyto(dyt[..., :tw].transpose(3, 2, 4, 0, 5, 1), dy_even.reshape(n, k, th, 2, tw, 2))
     dm = np.matmul(_AT_KRON.T.astype(dy.dtype), dyt.reshape(4, -1),
-                   out=workspace("wino.dm", (16, k * n * th * (tw + 1)), dy.dtype))
+                   out=scratch(ws, "wino.dm", (16, k * n * th * (tw + 1)), dy.dtype))
     du = np.matmul(dm.reshape(16, k, n * th * (tw + 1)), cache["v"].transpose(0, 2, 1))  # (16, K, C)
     # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points.
     dw = np.matmul(du.reshape(16, k * c).T, _G_KRON.astype(dy.dtype)).reshape(k, c, 3, 3)
@@ -192,7 +199,7 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     # dx: full correlation of dy with the rotated, channel-swapped filter.
     w_rot = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     dx, _ = conv3x3_forward(dy, w_rot, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)),
-                            keep_for_backward=False, key="wino.dx")
+                            keep_for_backward=False, key="wino.dx", workspace=ws)
     return dx, dw.astype(dy.dtype, copy=False), db
 
 

@@ -1,57 +1,102 @@
-"""Reusable work buffers for hot paths.
+"""Reusable work buffers for hot paths, owned by a layer (or a model), never by the process.
 
 glibc's malloc hands large blocks back to the operating system on free, so a NumPy loop
 that allocates the same big temporary every call pays page faults each time (1.6–2.8×
-slower in our measurements). Ops ask :func:`workspace` for a named buffer instead; it is
-allocated once per (name, shape, dtype) and reused. Buffers are scratch: an op must not
-return one to its caller or keep one in a cache past the next call with the same name.
+slower in our measurements). An op that is given a :class:`Workspace` asks it for named
+scratch buffers instead; each is allocated once per (name, shape, dtype) and reused. An op
+called without one allocates fresh arrays (correct, just slower).
 
-The pool keeps at most :data:`MAX_BYTES` alive, dropping the least recently used buffers
-first, so a deep network with many distinct shapes cannot hoard memory. It is one pool per
-process and not locked: run models in separate processes, not in threads of one process
-(BLAS already uses the cores).
+Rules that keep this safe:
+
+* Buffers are scratch. An op never returns one, nor a view of one, to its caller: what it
+  returns is always a fresh array (:func:`fresh_copy` for crops of a padded buffer, since
+  ``np.ascontiguousarray`` returns the very same memory when the crop happens to be
+  contiguous, e.g. padding along H only at batch 1).
+* Each layer owns its workspace (``Layer.workspace``) and passes it to its ops, so a buffer
+  an op keeps in its cache for backward cannot be overwritten by another layer's forward.
+  The layers of one model share a :class:`Budget`: at most :data:`MAX_BYTES` stay alive
+  between calls over the whole model, least recently used first out.
+* Not locked: one model is used by one thread at a time (BLAS already uses the cores).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-#: Upper bound on the bytes the pool keeps between calls (a buffer larger than this is
-#: still handed out, but not kept).
+#: Default cap of the bytes a :class:`Budget` keeps between calls (a buffer larger than the
+#: cap is still handed out, but not kept).
 MAX_BYTES = 256 << 20
 
-_BUFFERS: "OrderedDict[Tuple[str, Tuple[int, ...], str], np.ndarray]" = OrderedDict()
-_bytes = 0
+_Key = Tuple[str, Tuple[int, ...], str]
 
 
-def workspace(name: str, shape, dtype) -> np.ndarray:
-    """An uninitialised array of ``shape`` and ``dtype``, reused across calls with the same name."""
-    global _bytes
-    key = (name, tuple(int(s) for s in shape), np.dtype(dtype).str)
-    buffer = _BUFFERS.get(key)
-    if buffer is not None:
-        _BUFFERS.move_to_end(key)
+class Budget:
+    """A byte cap shared by several workspaces (the layers of one model); when the kept buffers
+    exceed it, the least recently used ones, in any of the workspaces, are dropped."""
+
+    def __init__(self, max_bytes: Optional[int] = None):
+        self.max_bytes = MAX_BYTES if max_bytes is None else int(max_bytes)
+        self.bytes = 0
+        self._order: "OrderedDict[Tuple[int, _Key], Tuple[Workspace, int]]" = OrderedDict()
+
+    def _touch(self, ws: "Workspace", key: _Key) -> None:
+        self._order.move_to_end((id(ws), key))
+
+    def _add(self, ws: "Workspace", key: _Key, nbytes: int) -> None:
+        self._order[(id(ws), key)] = (ws, nbytes)
+        self.bytes += nbytes
+        while self.bytes > self.max_bytes and self._order:
+            (_, old_key), (owner, size) = self._order.popitem(last=False)
+            del owner._buffers[old_key]
+            self.bytes -= size
+
+    def _forget(self, ws: "Workspace", key: _Key) -> None:
+        _, size = self._order.pop((id(ws), key))
+        self.bytes -= size
+
+
+class Workspace:
+    """Named scratch arrays reused across calls; see the module notes for the rules."""
+
+    def __init__(self, budget: Optional[Budget] = None):
+        self.budget = Budget() if budget is None else budget
+        self._buffers: Dict[_Key, np.ndarray] = {}
+
+    def get(self, name: str, shape, dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype``, the same one on every call with the
+        same name, shape and dtype (unless the budget dropped it meanwhile)."""
+        key = (name, tuple(int(s) for s in shape), np.dtype(dtype).str)
+        buffer = self._buffers.get(key)
+        if buffer is not None:
+            self.budget._touch(self, key)
+            return buffer
+        buffer = np.empty(key[1], dtype=dtype)
+        if buffer.nbytes <= self.budget.max_bytes:
+            self._buffers[key] = buffer
+            self.budget._add(self, key, buffer.nbytes)
         return buffer
-    buffer = np.empty(key[1], dtype=dtype)
-    if buffer.nbytes > MAX_BYTES:
-        return buffer
-    _BUFFERS[key] = buffer
-    _bytes += buffer.nbytes
-    while _bytes > MAX_BYTES:
-        _, evicted = _BUFFERS.popitem(last=False)
-        _bytes -= evicted.nbytes
-    return buffer
+
+    def kept_bytes(self) -> int:
+        """Bytes this workspace keeps alive."""
+        return sum(b.nbytes for b in self._buffers.values())
+
+    def clear(self) -> None:
+        """Release every buffer of this workspace."""
+        for key in list(self._buffers):
+            self.budget._forget(self, key)
+        self._buffers.clear()
 
 
-def pooled_bytes() -> int:
-    """Bytes the pool currently keeps alive."""
-    return _bytes
+def scratch(ws: Optional[Workspace], name: str, shape, dtype) -> np.ndarray:
+    """``ws.get(name, shape, dtype)``, or a fresh uninitialised array without a workspace."""
+    if ws is None:
+        return np.empty(tuple(int(s) for s in shape), dtype=dtype)
+    return ws.get(name, shape, dtype)
 
 
-def clear() -> None:
-    """Release every pooled buffer."""
-    global _bytes
-    _BUFFERS.clear()
-    _bytes = 0
+def fresh_copy(view: np.ndarray) -> np.ndarray:
+    """A new C-contiguous array with ``view``'s values, never sharing its memory (unlike
+    ``np.ascontiguousarray``, which returns ``view`` itself when it is already contiguous)."""
+    return np.array(view, order="C", copy=True)

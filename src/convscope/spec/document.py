@@ -8,7 +8,7 @@ from typing import Any, List
 
 from ..errors import ConvscopeError
 from ..layers.base import Layer, _check_shape
-from ..layers.containers import Concat, Residual, Sequential
+from ..layers.containers import Sequential
 from ..layers.registry import LAYER_TYPES
 
 
@@ -23,8 +23,35 @@ def _layer_list(value: Any, path: str) -> List[Layer]:
     return [layer_from_entry(entry, f"{path}[{i}]") for i, entry in enumerate(value)]
 
 
+class EntryParser:
+    """What a layer class's :meth:`~convscope.layers.Layer.from_spec_entry` may use: read
+    nested layer lists, check keys, and build from the constructor's keyword arguments."""
+
+    @staticmethod
+    def layers(value: Any, path: str) -> List[Layer]:
+        """A list of layer entries at ``path`` (a container's ``layers``, ``body``, a branch)."""
+        return _layer_list(value, path)
+
+    @staticmethod
+    def check_keys(kwargs: dict, allowed: set, path: str) -> None:
+        _check_keys(kwargs, allowed, path)
+
+    @staticmethod
+    def construct(cls, kwargs: dict, path: str) -> Layer:
+        """``cls(**kwargs)`` after checking the keys against the constructor's arguments."""
+        signature = inspect.signature(cls.__init__)
+        names = [n for n in list(signature.parameters)[1:]]
+        _check_keys(kwargs, set(names), path)
+        missing = [n for n in names if signature.parameters[n].default is inspect.Parameter.empty
+                   and n not in kwargs]
+        if missing:
+            raise ConvscopeError(f"{path}: {cls.type_name} needs {', '.join(repr(m) for m in missing)}")
+        return cls(**kwargs)
+
+
 def layer_from_entry(entry: Any, path: str = "layers[0]") -> Layer:
-    """Build one (unbuilt) layer from its spec entry ``{"type": ..., **kwargs}``."""
+    """Build one (unbuilt) layer from its spec entry ``{"type": ..., **kwargs}``; the layer's
+    class reads its own keys (:meth:`~convscope.layers.Layer.from_spec_entry`)."""
     if not isinstance(entry, dict):
         raise ConvscopeError(f"{path}: expected an object with a 'type', got {entry!r}")
     if "type" not in entry:
@@ -32,34 +59,12 @@ def layer_from_entry(entry: Any, path: str = "layers[0]") -> Layer:
     kind = entry["type"]
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise ConvscopeError(f"{path}: unknown layer type {kind!r}{_suggest(str(kind), LAYER_TYPES)}")
-    cls = LAYER_TYPES[kind]
     kwargs = {k: v for k, v in entry.items() if k != "type"}
-    if kind == "sequential":
-        _check_keys(kwargs, {"layers"}, path)
-        return Sequential(_layer_list(kwargs.get("layers", []), f"{path}.layers"))
-    if kind == "concat":
-        _check_keys(kwargs, {"branches"}, path)
-        branches = kwargs.get("branches")
-        if not isinstance(branches, list) or not branches:
-            raise ConvscopeError(f"{path}.branches: expected a non-empty list of layer lists")
-        return Concat([_layer_list(b, f"{path}.branches[{i}]") for i, b in enumerate(branches)])
-    if kind == "residual":
-        _check_keys(kwargs, {"body", "shortcut"}, path)
-        if "body" not in kwargs:
-            raise ConvscopeError(f"{path}: residual needs a 'body' list of layers")
-        shortcut = kwargs.get("shortcut")
-        return Residual(_layer_list(kwargs["body"], f"{path}.body"),
-                        _layer_list(shortcut, f"{path}.shortcut") if shortcut else None)
-    signature = inspect.signature(cls.__init__)
-    names = [n for n in list(signature.parameters)[1:]]
-    _check_keys(kwargs, set(names), path)
-    missing = [n for n in names if signature.parameters[n].default is inspect.Parameter.empty
-               and n not in kwargs]
-    if missing:
-        raise ConvscopeError(f"{path}: {kind} needs {', '.join(repr(m) for m in missing)}")
     try:
-        return cls(**kwargs)
+        return LAYER_TYPES[kind].from_spec_entry(kwargs, path, EntryParser)
     except ConvscopeError as error:
+        if str(error).startswith(path):  # already names where it is
+            raise
         raise ConvscopeError(f"{path}: {error}") from None
     except TypeError as error:  # a value of a type the constructor cannot use
         raise ConvscopeError(f"{path}: {error}") from None
@@ -132,6 +137,6 @@ def _check_input_values(value: Any) -> None:
 
 def to_spec(model: Layer) -> dict:
     """Spec document for a model (a Sequential gives ``{"input"?, "layers"}``)."""
-    if isinstance(model, Sequential):
+    if model.is_chain:
         return model.spec()
     return {"layers": [model.spec_entry()]}

@@ -21,6 +21,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..equations import term_equation
 from ..errors import ConvscopeError, format_shape
 from ..shapes import as_tuple, conv_output_size, resolve_padding
 from . import engine
@@ -133,6 +134,49 @@ def _position_formula(ndim, s, d, pads) -> str:
     return ", ".join(parts)
 
 
+class _Window:
+    """The index sets of one traced convolution and how its lines name them.
+
+    ``reads(i, a)`` is the input position output ``i`` reads at kernel offset ``a`` (None
+    for padding); ``positions`` and ``offsets`` are every output position and kernel offset."""
+
+    def __init__(self, ndim, n, k, s, d, pads, out, names: _Names, c_in: int, c_out: int):
+        self.ndim, self.n, self.s, self.d, self.pads = ndim, n, s, d, pads
+        self.names, self.c_in, self.c_out = names, c_in, c_out
+        self.positions = list(itertools.product(*(range(o) for o in out)))
+        self.offsets = list(itertools.product(*(range(kk) for kk in k)))
+        # The general equations use the same index names as the lines below them.
+        self.pos = _position_formula(ndim, s, d, pads)
+        self.i_sym = ",".join(_POSITIONS[ndim])
+        self.a_sym = ",".join(_OFFSETS[ndim])
+        self.xc = "c, " if names.x_has_c else ""
+        self.oc = "o,c," if names.w_full else ""
+        self.o_ = "o," if names.w_full else ""
+
+    def reads(self, i, a):
+        t = tuple(i[ax] * self.s[ax] + a[ax] * self.d[ax] - self.pads[ax][0] for ax in range(self.ndim))
+        return t if all(0 <= t[ax] < self.n[ax] for ax in range(self.ndim)) else None
+
+    def x_read(self, x_full, c, i, a):
+        """(name, value) of the input value a window term reads: ``pad`` and 0 for padding."""
+        t = self.reads(i, a)
+        return (self.names.x(c, t), x_full[(c,) + t]) if t is not None else ("pad", 0.0)
+
+
+def _parse_dy(kind, ndim, dy, c_out, out, names, size_lines):
+    if dy is None:
+        return None
+    dy_given = parse_values(dy, "--dy")
+    expected = (c_out,) + out
+    if dy_given.size != int(np.prod(expected)) or dy_given.ndim not in (ndim, ndim + 1) or \
+            dy_given.shape[-ndim:] != out:
+        where = f"{c_out}×{format_shape(out)}" if c_out > 1 or names.w_full else format_shape(out)
+        raise ConvscopeError(f"{kind}: --dy has shape {format_shape(dy_given.shape)} but the output y "
+                             f"has shape {where} ({'; '.join(l.split(' = ')[0] + ' = ' + str(o) for l, o in zip(size_lines, out))}); "
+                             f"give one dy per output value")
+    return dy_given.reshape(expected)
+
+
 def _trace_conv(ndim, x, w, b, dy, stride, padding, dilation) -> Trace:
     kind = f"conv{ndim}d"
     x_full, w_full, bias, names = _layout(ndim, x, w, b)
@@ -142,26 +186,8 @@ def _trace_conv(ndim, x, w, b, dy, stride, padding, dilation) -> Trace:
     d = as_tuple(dilation, ndim, "--dilation")
     pads = resolve_padding(padding, k, d, "--padding")
     out, size_lines = _out_sizes(kind, ndim, n, k, s, d, pads)
-
-    dy_full = None
-    if dy is not None:
-        dy_given = parse_values(dy, "--dy")
-        expected = (c_out,) + out
-        if dy_given.size != int(np.prod(expected)) or dy_given.ndim not in (ndim, ndim + 1) or \
-                dy_given.shape[-ndim:] != out:
-            where = f"{c_out}×{format_shape(out)}" if c_out > 1 or names.w_full else format_shape(out)
-            raise ConvscopeError(f"{kind}: --dy has shape {format_shape(dy_given.shape)} but the output y "
-                                 f"has shape {where} ({'; '.join(l.split(' = ')[0] + ' = ' + str(o) for l, o in zip(size_lines, out))}); "
-                                 f"give one dy per output value")
-        dy_full = dy_given.reshape(expected)
-
-    def reads(i, a):
-        """Input position read by output position ``i`` at kernel offset ``a`` (None if padding)."""
-        t = tuple(i[ax] * s[ax] + a[ax] * d[ax] - pads[ax][0] for ax in range(ndim))
-        return t if all(0 <= t[ax] < n[ax] for ax in range(ndim)) else None
-
-    positions = list(itertools.product(*(range(o) for o in out)))
-    offsets = list(itertools.product(*(range(kk) for kk in k)))
+    dy_full = _parse_dy(kind, ndim, dy, c_out, out, names, size_lines)
+    win = _Window(ndim, n, k, s, d, pads, out, names, c_in, c_out)
 
     # The engine's numbers (what the trace prints), computed by the real layer in float64.
     from .. import layers
@@ -173,111 +199,125 @@ def _trace_conv(ndim, x, w, b, dy, stride, padding, dilation) -> Trace:
         params["bias"] = bias
     y, grads, dx = engine.run(layer, x_full, params, dy_full)
 
+    sections = [("setup", _setup_lines(kind, win, x_full, w_full, size_lines)),
+                ("forward", _forward_lines(win, x_full, w_full, bias, y))]
+    result = Trace(kind, y=_shaped(y, names.w_full))
+    if dy_full is None:
+        result.sections = sections
+        return result
+    sections.append(("backward: weight gradients", _weight_lines(win, x_full, dy_full, grads["weight"])))
+    if bias is not None:
+        sections.append(("backward: bias gradients", _bias_lines(win, dy_full, grads["bias"])))
+        result.db = grads["bias"]
+    sections.append(("backward: input gradients", _input_lines(win, w_full, dy_full, dx)))
+    result.dw = grads["weight"] if names.w_full else grads["weight"][0, 0]
+    result.dx = dx if names.x_has_c else dx[0]
+    result.sections = sections
+    return result
+
+
+def _setup_lines(kind, win: _Window, x_full, w_full, size_lines) -> List[str]:
+    pads, ndim = win.pads, win.ndim
     pad_note = _pair([str(lo) if lo == hi else f"{lo}+{hi}" for lo, hi in pads])
     setup = [f"{kind}: x {format_shape(x_full.shape)} (C_in×{'×'.join(_AXES[ndim])}), "
-             f"w {format_shape(w_full.shape)} (C_out×C_in×kernel), stride {_pair(s)}, "
-             f"padding {pad_note}, dilation {_pair(d)}"] + size_lines
+             f"w {format_shape(w_full.shape)} (C_out×C_in×kernel), stride {_pair(win.s)}, "
+             f"padding {pad_note}, dilation {_pair(win.d)}"] + size_lines
     if any(lo or hi for lo, hi in pads):
         setup.append("padding reads 0: a term that reads it is written pad·w and adds nothing")
-    pos = _position_formula(ndim, s, d, pads)
-    i_sym = ",".join(_POSITIONS[ndim])
-    a_sym = ",".join(_OFFSETS[ndim])
-    setup.append(f"window: output [{i_sym}] at kernel offset [{a_sym}] reads x[{pos}]")
-    # The general equations, written with the same index names as the lines below.
-    xc = "c, " if names.x_has_c else ""
-    oc = "o,c," if names.w_full else ""
-    o_ = "o," if names.w_full else ""
-    c_sum = "Σ_c " if c_in > 1 else ""
-    bias_sym = ("b[o]" if names.w_full else "b") if bias is not None else ""
+    setup.append(f"window: output [{win.i_sym}] at kernel offset [{win.a_sym}] reads x[{win.pos}]")
+    return setup
 
-    forward = [f"y[{o_}{i_sym}] = {c_sum}Σ_{a_sym} x[{xc}{pos}]·w[{oc}{a_sym}]" + (f" + {bias_sym}" if bias_sym else "")]
-    ours_y = np.zeros_like(y)
-    for o in range(c_out):
-        for i in positions:
+
+def _forward_lines(win: _Window, x_full, w_full, bias, y) -> List[str]:
+    """``y[o,i] = Σ_c Σ_a x[c, i·s + a·d − p]·w[o,c,a] + b[o]``, every term written out."""
+    names = win.names
+    bias_sym = ("b[o]" if names.w_full else "b") if bias is not None else ""
+    c_sum = "Σ_c " if win.c_in > 1 else ""
+    lines = [f"y[{win.o_}{win.i_sym}] = {c_sum}Σ_{win.a_sym} x[{win.xc}{win.pos}]·w[{win.oc}{win.a_sym}]"
+             + (f" + {bias_sym}" if bias_sym else "")]
+    ours = np.zeros_like(y)
+    for o in range(win.c_out):
+        for i in win.positions:
             syms, vals, total = [], [], 0.0
-            for c in range(c_in):
-                for a in offsets:
-                    t = reads(i, a)
-                    xv = x_full[(c,) + t] if t is not None else 0.0
+            for c in range(win.c_in):
+                for a in win.offsets:
+                    x_name, xv = win.x_read(x_full, c, i, a)
                     wv = w_full[(o, c) + a]
-                    syms.append(f"{names.x(c, t) if t is not None else 'pad'}·{names.w(o, c, a)}")
+                    syms.append(f"{x_name}·{names.w(o, c, a)}")
                     vals.append(f"{factor(xv)}·{factor(wv)}")
                     total += xv * wv
             if bias is not None:
                 syms.append(names.b(o))
                 vals.append(number(bias[o]))
                 total += bias[o]
-            ours_y[(o,) + i] = total
-            forward.append(f"{names.y(o, i)} = {' + '.join(syms)} = {join_sum(vals)} = {number(y[(o,) + i])}")
-    engine.agree("y", ours_y, y)
+            ours[(o,) + i] = total
+            lines.append(term_equation(names.y(o, i), syms, join_sum(vals), number(y[(o,) + i])))
+    engine.agree("y", ours, y)
+    return lines
 
-    sections = [("setup", setup), ("forward", forward)]
-    result = Trace(kind, y=_shaped(y, names.w_full))
-    if dy_full is None:
-        result.sections = sections
-        return result
 
-    dw = grads["weight"]
-    weights = [f"dW[{oc}{a_sym}] = Σ_{i_sym} x[{xc}{pos}]·dy[{o_}{i_sym}]  (w[{oc}{a_sym}] is shared by every "
-               "output position, so its gradient sums over all of them)"]
-    ours_dw = np.zeros_like(dw)
-    for o in range(c_out):
-        for c in range(c_in):
-            for a in offsets:
+def _weight_lines(win: _Window, x_full, dy_full, dw) -> List[str]:
+    """``dW[o,c,a] = Σ_i x[c, i·s + a·d − p]·dy[o,i]``: a shared weight sums over every position."""
+    names = win.names
+    lines = [f"dW[{win.oc}{win.a_sym}] = Σ_{win.i_sym} x[{win.xc}{win.pos}]·dy[{win.o_}{win.i_sym}]  "
+             f"(w[{win.oc}{win.a_sym}] is shared by every output position, so its gradient sums over all of them)"]
+    ours = np.zeros_like(dw)
+    for o in range(win.c_out):
+        for c in range(win.c_in):
+            for a in win.offsets:
                 syms, vals, total = [], [], 0.0
-                for i in positions:
-                    t = reads(i, a)
-                    xv = x_full[(c,) + t] if t is not None else 0.0
+                for i in win.positions:
+                    x_name, xv = win.x_read(x_full, c, i, a)
                     gv = dy_full[(o,) + i]
-                    syms.append(f"{names.x(c, t) if t is not None else 'pad'}·{names.y(o, i, 'dy')}")
+                    syms.append(f"{x_name}·{names.y(o, i, 'dy')}")
                     vals.append(f"{factor(xv)}·{factor(gv)}")
                     total += xv * gv
-                ours_dw[(o, c) + a] = total
-                weights.append(f"{names.dw(o, c, a)} = {' + '.join(syms)} = {join_sum(vals)} = "
-                               f"{number(dw[(o, c) + a])}")
-    engine.agree("dW", ours_dw, dw)
-    sections.append(("backward: weight gradients", weights))
+                ours[(o, c) + a] = total
+                lines.append(term_equation(names.dw(o, c, a), syms, join_sum(vals), number(dw[(o, c) + a])))
+    engine.agree("dW", ours, dw)
+    return lines
 
-    if bias is not None:
-        db = grads["bias"]
-        biases = [f"d{bias_sym} = Σ_{i_sym} dy[{o_}{i_sym}]"]
-        ours_db = dy_full.reshape(c_out, -1).sum(axis=1)
-        for o in range(c_out):
-            syms = [names.y(o, i, "dy") for i in positions]
-            vals = [number(dy_full[(o,) + i]) for i in positions]
-            biases.append(f"{names.b(o, 'db')} = {' + '.join(syms)} = {join_sum(vals)} = {number(db[o])}")
-        engine.agree("db", ours_db, db)
-        sections.append(("backward: bias gradients", biases))
-        result.db = db
 
+def _bias_lines(win: _Window, dy_full, db) -> List[str]:
+    """``db[o] = Σ_i dy[o,i]``."""
+    names = win.names
+    bias_sym = "b[o]" if names.w_full else "b"
+    lines = [f"d{bias_sym} = Σ_{win.i_sym} dy[{win.o_}{win.i_sym}]"]
+    for o in range(win.c_out):
+        syms = [names.y(o, i, "dy") for i in win.positions]
+        vals = [number(dy_full[(o,) + i]) for i in win.positions]
+        lines.append(term_equation(names.b(o, "db"), syms, join_sum(vals), number(db[o])))
+    engine.agree("db", dy_full.reshape(win.c_out, -1).sum(axis=1), db)
+    return lines
+
+
+def _input_lines(win: _Window, w_full, dy_full, dx) -> List[str]:
+    """``dx[c,t] = Σ over the (o, i, a) whose window reads x[c,t] of w[o,c,a]·dy[o,i]``."""
+    names, ndim = win.names, win.ndim
     users: Dict[Tuple[int, ...], List[Tuple[int, Tuple[int, ...], Tuple[int, ...]]]] = {}
-    for o in range(c_out):
-        for i in positions:
-            for a in offsets:
-                t = reads(i, a)
+    for o in range(win.c_out):
+        for i in win.positions:
+            for a in win.offsets:
+                t = win.reads(i, a)
                 if t is not None:
                     users.setdefault(t, []).append((o, i, a))
     t_sym = ",".join("t" + str(ax + 1) for ax in range(ndim)) if ndim > 1 else "t"
-    over = ", ".join((["o"] if names.w_full else []) + [i_sym, a_sym])
-    inputs = [f"dx[{xc}{t_sym}] = Σ over ({over}) whose window reads x[{xc}{t_sym}] of w[{oc}{a_sym}]·dy[{o_}{i_sym}]"]
-    ours_dx = np.zeros_like(dx)
-    for c in range(c_in):
-        for t in itertools.product(*(range(m) for m in n)):
+    over = ", ".join((["o"] if names.w_full else []) + [win.i_sym, win.a_sym])
+    lines = [f"dx[{win.xc}{t_sym}] = Σ over ({over}) whose window reads x[{win.xc}{t_sym}] of "
+             f"w[{win.oc}{win.a_sym}]·dy[{win.o_}{win.i_sym}]"]
+    ours = np.zeros_like(dx)
+    for c in range(win.c_in):
+        for t in itertools.product(*(range(m) for m in win.n)):
             uses = users.get(t, [])
             if not uses:
-                inputs.append(f"{names.dx(c, t)} = 0  (no window reads {names.x(c, t)})")
+                lines.append(f"{names.dx(c, t)} = 0  (no window reads {names.x(c, t)})")
                 continue
             syms = [f"{names.w(o, c, a)}·{names.y(o, i, 'dy')}" for o, i, a in uses]
             vals = [f"{factor(w_full[(o, c) + a])}·{factor(dy_full[(o,) + i])}" for o, i, a in uses]
-            ours_dx[(c,) + t] = sum(w_full[(o, c) + a] * dy_full[(o,) + i] for o, i, a in uses)
-            inputs.append(f"{names.dx(c, t)} = {' + '.join(syms)} = {join_sum(vals)} = {number(dx[(c,) + t])}")
-    engine.agree("dx", ours_dx, dx)
-    sections.append(("backward: input gradients", inputs))
-
-    result.dw = dw if names.w_full else dw[0, 0]
-    result.dx = dx if names.x_has_c else dx[0]
-    result.sections = sections
-    return result
+            ours[(c,) + t] = sum(w_full[(o, c) + a] * dy_full[(o,) + i] for o, i, a in uses)
+            lines.append(term_equation(names.dx(c, t), syms, join_sum(vals), number(dx[(c,) + t])))
+    engine.agree("dx", ours, dx)
+    return lines
 
 
 def _shaped(y: np.ndarray, with_channels: bool) -> np.ndarray:

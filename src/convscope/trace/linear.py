@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..equations import equation, term_equation
 from ..errors import ConvscopeError, format_shape
 from . import engine
 from .result import Trace
@@ -57,7 +58,7 @@ def trace_linear(x, w, b=None, dy=None) -> Trace:
         if bias is not None:
             syms.append(index("b", (o,)))
             vals.append(number(bias[o]))
-        forward.append(f"{index('y', (o,))} = {' + '.join(syms)} = {join_sum(vals)} = {number(y[o])}")
+        forward.append(term_equation(index('y', (o,)), syms, join_sum(vals), number(y[o])))
     engine.agree("y", ours_y, y)
     result = Trace(kind, y=y)
     sections = [("setup", setup), ("forward", forward)]
@@ -66,22 +67,22 @@ def trace_linear(x, w, b=None, dy=None) -> Trace:
         weights = ["dW[o,i] = x[i]·dy[o]  (each dense weight is used once per sample: one term)"]
         for o in range(n_out):
             for i in range(n_in):
-                weights.append(f"{index('dW', (o, i))} = {index('x', (i,))}·{index('dy', (o,))} = "
-                               f"{factor(x[i])}·{factor(dy_full[o])} = {number(dw[o, i])}")
+                weights.append(equation(index('dW', (o, i)), f"{index('x', (i,))}·{index('dy', (o,))}",
+                                        f"{factor(x[i])}·{factor(dy_full[o])}", number(dw[o, i])))
         engine.agree("dW", np.outer(dy_full, x), dw)
         sections.append(("backward: weight gradients", weights))
         result.dw = dw
         if bias is not None:
             db = grads["bias"]
             sections.append(("backward: bias gradients", ["db[o] = dy[o]"] + [
-                f"{index('db', (o,))} = {index('dy', (o,))} = {number(db[o])}" for o in range(n_out)]))
+                equation(index('db', (o,)), index('dy', (o,)), number(db[o])) for o in range(n_out)]))
             engine.agree("db", dy_full, db)
             result.db = db
         inputs = ["dx[i] = Σ_o w[o,i]·dy[o]"]
         for i in range(n_in):
             syms = [f"{index('w', (o, i))}·{index('dy', (o,))}" for o in range(n_out)]
             vals = [f"{factor(w[o, i])}·{factor(dy_full[o])}" for o in range(n_out)]
-            inputs.append(f"{index('dx', (i,))} = {' + '.join(syms)} = {join_sum(vals)} = {number(dx[i])}")
+            inputs.append(term_equation(index('dx', (i,)), syms, join_sum(vals), number(dx[i])))
         engine.agree("dx", w.T @ dy_full, dx)
         sections.append(("backward: input gradients", inputs))
         result.dx = dx

@@ -17,6 +17,7 @@ import itertools
 
 import numpy as np
 
+from ..equations import equation
 from ..errors import ConvscopeError, format_shape
 from ..shapes import as_tuple, conv_output_size
 from . import engine
@@ -95,9 +96,9 @@ def trace_maxpool2d(x, kernel_size, dy=None, stride=None, padding=0, dilation=1,
                     best = t
             winners[(c,) + i] = best
             ours_y[(c,) + i] = x_full[(c,) + best]
-            forward.append(f"{name('y', c, i)} = max({', '.join(name('x', c, t) for t in reads)}) = "
-                           f"max({', '.join(number(x_full[(c,) + t]) for t in reads)}) = "
-                           f"{number(y[(c,) + i])}  ← {name('x', c, best)}")
+            forward.append(equation(name('y', c, i), f"max({', '.join(name('x', c, t) for t in reads)})",
+                                    f"max({', '.join(number(x_full[(c,) + t]) for t in reads)})",
+                                    number(y[(c,) + i])) + f"  ← {name('x', c, best)}")
     engine.agree("y", ours_y, y)
     result = Trace(kind, y=y if has_c else y[0])
     sections = [("setup", setup), ("forward", forward)]
@@ -115,10 +116,9 @@ def trace_maxpool2d(x, kernel_size, dy=None, stride=None, padding=0, dilation=1,
                     backward.append(f"{name('dx', c, t)} = 0  ({name('x', c, t)} is the maximum of no window)")
                     continue
                 ours_dx[(c,) + t] = sum(dy_full[(c,) + i] for i in wins)
-                terms = f"{' + '.join(name('dy', c, i) for i in wins)}"
-                if len(wins) > 1:
-                    terms += f" = {join_sum([number(dy_full[(c,) + i]) for i in wins])}"
-                backward.append(f"{name('dx', c, t)} = {terms} = {number(dx[(c,) + t])}")
+                values = join_sum([number(dy_full[(c,) + i]) for i in wins]) if len(wins) > 1 else None
+                backward.append(equation(name('dx', c, t), ' + '.join(name('dy', c, i) for i in wins),
+                                         *([values] if values else []), number(dx[(c,) + t])))
         engine.agree("dx", ours_dx, dx)
         sections.append(("backward: input gradients", backward))
         result.dx = dx if has_c else dx[0]

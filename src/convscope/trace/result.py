@@ -6,6 +6,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..equations import render_sections
 from .values import json_array
 
 
@@ -35,9 +36,5 @@ class Trace:
                 "dx": json_array(self.dx), "steps": self.steps}
 
     def text(self) -> str:
-        """Plain text: a heading per section, then its lines."""
-        blocks = []
-        for title, lines in self.sections:
-            if lines:
-                blocks.append("\n".join([title] + [f"  {line}" for line in lines]))
-        return "\n\n".join(blocks)
+        """Plain text: a heading per section, then its lines (:func:`convscope.equations.render_sections`)."""
+        return render_sections(self.sections)

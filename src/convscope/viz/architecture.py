@@ -28,6 +28,7 @@ COLOURS = {
     "norm": ("#ececec", "#707070"),
     "shape": ("#f6f3dc", "#8a8350"),
     "join": ("#fff1b0", "#a68a00"),
+    "container": ("#f6f3dc", "#8a8350"),
     "input": ("#ffffff", "#404040"),
 }
 LEGEND = [("conv", "convolution"), ("pool", "pooling"), ("linear", "linear"),

@@ -1,10 +1,11 @@
 """Layout of an architecture diagram: boxes, connectors and their coordinates.
 
 The diagram reads top to bottom, one box per layer (NN-SVG / AlexNet-style block drawings,
-flattened to 2-D so every label stays readable). A :class:`~convscope.layers.Concat` draws its
-branches side by side and joins them in a "concat" box; a :class:`~convscope.layers.Residual`
-draws its body and its shortcut (or the identity lane) side by side and joins them in an
-"add" box. In *stage* mode, activations, normalisation and dropout that follow a layer are
+flattened to 2-D so every label stays readable). A container that forks and joins declares
+how (:meth:`~convscope.layers.Layer.diagram_join`): a Concat draws its branches side by side
+and joins them in a "concat" box; a Residual draws its body and its shortcut (or the
+identity lane) side by side and joins them in an "add" box. Box colours are the layers'
+declared ``family``. In *stage* mode, activations, normalisation and dropout that follow a layer are
 folded into that layer's box (listed on its last line), which halves the height of deep nets
 (GoogLeNet, ResNet) without hiding any layer: every layer's name still appears.
 
@@ -18,13 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ..errors import format_count, format_shape
-from ..layers.base import Layer
-from ..layers.containers import Concat, Residual, Sequential
+from ..errors import ConvscopeError, format_count, format_shape
+from ..layers.base import Layer, declared_family
+from ..layers.containers import Sequential
 
-#: Layers folded into the preceding box in stage mode.
-FOLDED = {"relu", "relu6", "leaky_relu", "sigmoid", "tanh", "softmax", "dropout", "batchnorm1d",
-          "batchnorm2d", "local_response_norm"}
 #: More leaf layers than this and "auto" detail draws stages instead of single layers.
 AUTO_STAGE_LIMIT = 40
 
@@ -38,22 +36,23 @@ JOIN_W = 190       # width of a concat/add box
 
 
 def family(type_name: str) -> str:
-    """Colour family of a layer type: conv, pool, linear, activation, norm, shape, join, input."""
-    if type_name.startswith(("conv", "locally")):
-        return "conv"
-    if "pool" in type_name:
-        return "pool"
-    if type_name == "linear":
-        return "linear"
-    if type_name in ("batchnorm1d", "batchnorm2d", "local_response_norm"):
-        return "norm"
-    if type_name in ("relu", "relu6", "leaky_relu", "sigmoid", "tanh", "softmax"):
-        return "activation"
-    if type_name in ("concat", "add"):
-        return "join"
+    """Colour family of a layer type (its class's ``family``), or "input" for the input box."""
     if type_name == "input":
         return "input"
-    return "shape"
+    from ..layers.registry import LAYER_TYPES
+    if type_name not in LAYER_TYPES:
+        raise ConvscopeError(f"unknown layer type {type_name!r}: no diagram family")
+    return declared_family(LAYER_TYPES[type_name])
+
+
+def folds(layer: Layer) -> bool:
+    """True when stage mode folds ``layer`` into the box above it: its ``diagram_fold``, by
+    default activations and norms."""
+    if layer.children():
+        return False
+    if layer.diagram_fold is not None:
+        return bool(layer.diagram_fold)
+    return declared_family(layer) in ("activation", "norm")
 
 
 @dataclass
@@ -160,7 +159,7 @@ class _Builder:
         lines = [first, second] + self._folded_lines(folded)
         names = [name] + [n for n, _ in folded]
         tooltip = "; ".join(f"{n}: {l!r}" for n, l in [(name, layer)] + folded)
-        return self.box_piece(lines, family(layer.type_name), names, self.box_width, tooltip)
+        return self.box_piece(lines, declared_family(layer), names, self.box_width, tooltip)
 
     # ----- structure ------------------------------------------------------------------------
     def sequence(self, prefix: str, layers: List[Layer]) -> _Piece:
@@ -168,7 +167,7 @@ class _Builder:
         groups: List[Tuple[str, Layer, List[Tuple[str, Layer]]]] = []
         for i, layer in enumerate(layers):
             name = f"{prefix}{i}"
-            if (self.stages and groups and layer.type_name in FOLDED and not layer.children()):
+            if self.stages and groups and folds(layer):
                 groups[-1][2].append((name, layer))
             else:
                 groups.append((name, layer, []))
@@ -194,17 +193,12 @@ class _Builder:
         return result
 
     def node(self, name: str, layer: Layer, folded: List[Tuple[str, Layer]]) -> _Piece:
-        if isinstance(layer, Concat):
-            branches = [self.sequence(f"{name}.branches.{i}.", list(b.layers))
-                        for i, b in enumerate(layer.branches)]
-            return self.join(name, "concat", branches, None, folded)
-        if isinstance(layer, Residual):
-            body = self.sequence(f"{name}.body.", list(layer.body.layers))
-            shortcut = (self.sequence(f"{name}.shortcut.", list(layer.shortcut.layers))
-                        if layer.shortcut is not None else None)
-            return self.join(name, "add", [body], shortcut, folded, residual=True)
-        if isinstance(layer, Sequential):
-            inner = self.sequence(f"{name}.", list(layer.layers))
+        join = layer.diagram_join(name)
+        if join is not None:
+            columns = [self.sequence(prefix, layers) for prefix, layers in join["columns"]]
+            return self.join(name, join["word"], columns, folded, join["tooltip"], identity=layer.passes_input)
+        if layer.is_chain:
+            inner = self.sequence(f"{name}.", [child for _, child in layer.children()])
             if folded:
                 tail = self.leaf_group(folded)
                 return self.stack([inner, tail])
@@ -215,20 +209,16 @@ class _Builder:
         name, layer = folded[0]
         return self.leaf(name, layer, folded[1:])
 
-    def join(self, name: str, word: str, branches: List[_Piece], shortcut: Optional[_Piece],
-             folded: List[Tuple[str, Layer]], residual: bool = False) -> _Piece:
-        """Branches side by side, then a join box. For a residual, ``branches`` is [body] and
-        ``shortcut`` its shortcut piece, or None for the identity lane."""
+    def join(self, name: str, word: str, columns: List[_Piece], folded: List[Tuple[str, Layer]],
+             tooltip: str, identity: bool = False) -> _Piece:
+        """``columns`` side by side, then a join box labelled ``word`` (the container's
+        :meth:`~convscope.layers.Layer.diagram_join`); ``identity`` adds a lane carrying the
+        input itself (a residual's identity shortcut)."""
         row = self.rows[name]
         shape = format_shape(row.output_shape)
-        label = f"{name}  {word} → {shape}" if word == "concat" else f"{name}  add (+) → {shape}"
-        lines = [label] + self._folded_lines(folded)
+        lines = [f"{name}  {word} → {shape}"] + self._folded_lines(folded)
         join_width = max(JOIN_W, min(self.box_width, 7 * max(len(l) for l in lines) + 16))
-        tooltip = (f"{name}: concat of {len(branches)} branches on channels" if word == "concat"
-                   else f"{name}: residual, body + {'shortcut' if shortcut else 'identity'}")
         joint = self.box_piece(lines, "join", [name] + [n for n, _ in folded], join_width, tooltip)
-        columns = list(branches) + ([shortcut] if shortcut is not None else [])
-        identity = residual and shortcut is None
         widths = [p.width for p in columns] + ([LANE] if identity else [])
         span = sum(widths) + HGAP * (len(widths) - 1)
         tallest = max(p.height for p in columns)

@@ -31,11 +31,11 @@ def _run_to(layer, x, name: str, target: str):
     if name and not target.startswith(name + "."):
         return layer.forward(x, train=False)
     children = layer.children()
-    if layer.type_name == "sequential":
+    if layer.is_chain:
         for local, child in children:
             x = _run_to(child, x, f"{name}.{local}" if name else local, target)
         return x
-    for local, child in children:  # concat / residual: every branch reads the same x
+    for local, child in children:  # a forking container (concat, residual): every branch reads x
         full = f"{name}.{local}"
         if target.startswith(full + "."):
             return _run_to(child, x, full, target)
@@ -91,7 +91,7 @@ def featuremaps(source, image, layer=None, *, max_maps: int = 32):
     if not choices:
         raise ConvscopeError("no layer of this model outputs feature maps (every output is a flat vector)")
     if layer is None:
-        convs = [(n, l) for n, l in choices if l.type_name.startswith("conv")]
+        convs = [(n, l) for n, l in choices if l.has_filters]
         name, chosen = (convs or choices)[0]
     else:
         name, chosen = str(layer), find_layer(model, layer, choices, "feature maps")

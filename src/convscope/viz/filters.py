@@ -20,7 +20,8 @@ from .select import describe_choices, find_layer, model_of, named_layers
 
 
 def conv_layers(model):
-    return [(n, l) for n, l in named_layers(model) if l.type_name in ("conv1d", "conv2d")]
+    """Layers whose type declares ``has_filters`` (convolutions), with their dotted names."""
+    return [(n, l) for n, l in named_layers(model) if l.has_filters]
 
 
 def _mosaic(tiles: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -23,14 +23,15 @@ def named_layers(model: Layer, prefix: str = "") -> List[Tuple[str, Layer]]:
     out = []
     for name, child in model.children():
         full = f"{prefix}{name}"
-        if not _is_branch_list(name):
+        if not _is_branch_list(model, child):
             out.append((full, child))
         out.extend(named_layers(child, f"{full}."))
     return out
 
 
-def _is_branch_list(local: str) -> bool:
-    return local.startswith("branches.") or local in ("body", "shortcut")
+def _is_branch_list(parent: Layer, child: Layer) -> bool:
+    """A chain holding one branch of a forking container (a concat's branch, a residual's body)."""
+    return child.is_chain and not parent.is_chain
 
 
 def describe_choices(pairs) -> str:
