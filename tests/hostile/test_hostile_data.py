@@ -299,3 +299,14 @@ def test_special_files_as_inputs(tmp_path, capsys, ckpt, kind, role):
                 "evaluate": ["evaluate", named, "--data", "digits"]}[role]
     line = fails(capsys, tmp_path, *argv)
     assert "regular files only" in line or "not found" in line
+
+
+def test_concatenated_gzip_members_are_one_stream(tmp_path):
+    # `cat a.gz b.gz` is a valid gzip file (gzip.decompress reads both members); the bounded
+    # inflater must too. Oracle: the IDX bytes before compression.
+    from convscope.train.data import read_idx
+
+    raw = idx_bytes(0x08, (6,), bytes(range(6)))
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(raw[:7]) + gzip.compress(raw[7:]))
+    assert read_idx(path).tolist() == [0, 1, 2, 3, 4, 5]

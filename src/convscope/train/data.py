@@ -207,12 +207,17 @@ def _read_bytes(path: str, declared=None) -> bytes:
             promised = declared(head)
             if promised is not None:
                 limits.check(f"{path}: the size its header declares", promised, "MAX_DECODED_BYTES", "bytes")
-            out, tail = bytearray(head), inflater.unconsumed_tail
+            out, tail = bytearray(head), inflater.unconsumed_tail or (inflater.unused_data if inflater.eof else b"")
         else:
             out, tail = bytearray(), raw
-        while tail and not inflater.eof:  # in 16 MiB steps: never more than the budget is held
+        while tail:  # in 16 MiB steps: never more than the budget is held
+            if inflater.eof:  # concatenated gzip members (as `cat a.gz b.gz` makes) are one stream
+                tail = inflater.unused_data
+                if not tail.startswith(b"\x1f\x8b"):
+                    break  # trailing bytes after the stream: ignored, as gzip(1) does
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
             out += inflater.decompress(tail, 1 << 24)
-            tail = inflater.unconsumed_tail
+            tail = inflater.unconsumed_tail or (inflater.unused_data if inflater.eof else b"")
             if len(out) > budget:
                 raise limits.exceeded(f"{path}: the decompressed data", len(out), "MAX_DECODED_BYTES", "bytes")
         if not inflater.eof:
