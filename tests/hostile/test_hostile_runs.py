@@ -111,7 +111,10 @@ def test_interrupt_during_start_up_is_quiet(seed):
     signum = signal.SIGINT if seed % 2 else signal.SIGTERM
     process.send_signal(signum)
     out, err = process.communicate(timeout=60)
-    if process.returncode == 0:  # finished before the signal arrived
+    if process.returncode in (0, -signum):
+        # The command had finished before the signal (its last line printed; a signal during the
+        # interpreter's own shutdown, after convscope's code, ends it the default way).
+        assert err == b"" and b"MACs:" in out, (process.returncode, err)
         return
     assert one_line(process.returncode, err.decode(), 128 + signum) == "convscope: interrupted"
 
