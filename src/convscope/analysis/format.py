@@ -39,7 +39,7 @@ def _field_cell(field) -> str:
     return f"{format_shape(field.size)} s{format_shape(sorted(set(field.jump)))}"
 
 
-def _cells(row) -> List[str]:
+def _cells(row, fc=fc) -> List[str]:
     name = "  " * row.depth + (row.name or row.type)
     if row.container:
         counts = ["", "", f"({fc(row.subtree_params)})", f"({fc(row.subtree_macs)})"]
@@ -52,7 +52,7 @@ def _cells(row) -> List[str]:
             human_bytes(row.memory_bytes), _field_cell(row.field)]
 
 
-def _total_cells(report) -> List[str]:
+def _total_cells(report, fc=fc) -> List[str]:
     return ["Total", "", format_shape(report.output), fc(report.total_weights), fc(report.total_biases),
             fc(report.total_params), fc(report.total_macs), fc(report.total_other_ops),
             human_bytes(report.activation_bytes), _field_cell(report.field)]
@@ -94,7 +94,13 @@ def rich_table(report, title: str = ""):
 
 
 def print_table(report, console, title: str = "", explain: bool = False) -> None:
-    console.print(rich_table(report, title))
+    """The table fitted to the console's width (see :mod:`.fit_table`), its note, the footer."""
+    from .fit_table import fit_table
+
+    table, note = fit_table(report, console, title)
+    console.print(table)
+    if note:
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     for line in footer_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     if explain:

@@ -44,6 +44,11 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.npz")
     parser.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="train on after divergence (default: stop, keeping model.npz, when the loss is "
+                             "not finite or grows past 10x the first epoch's (or 10x ln(classes), a "
+                             "uniform guess, if lower), or accuracy stays at chance (1/classes + 5 "
+                             "points) for 5 epochs)")
     parser.add_argument("--engine", choices=("convscope", "torch"), default="convscope",
                         help="who does the arithmetic: convscope (NumPy, default) or torch (PyTorch; under "
                              "torchrun: DistributedDataParallel); everything else is the same")
@@ -113,7 +118,7 @@ def _train(args, world) -> int:
                      weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
                      seed=args.seed, out=out, resume=args.resume, overwrite=args.overwrite,
                      progress=not args.quiet, engine=args.engine, device=args.device,
-                     dtype=np.dtype(args.dtype))
+                     dtype=np.dtype(args.dtype), keep_going=args.keep_going)
     except PeerLost as lost:
         raise PeerLost(f"{lost}; {_last_complete(out)}") from None
     except TrainingInterrupted as stop:

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -218,6 +219,8 @@ class _Run:
     data: Data
     out: Optional[str]
     resumed: bool = False
+    keep_going: bool = False
+    warned: bool = False
     best_epoch: Optional[int] = None
     best_score: Optional[tuple] = None
 
@@ -227,7 +230,8 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
         schedule: str = "cosine", warmup_epochs: int = 0, step_size: Optional[int] = None,
         seed: int = 0, out=None, resume: bool = False,
         overwrite: bool = False, progress: bool = True, dtype=np.float32, val_fraction: float = 0.1,
-        console=None, engine: str = "convscope", device: Optional[str] = None) -> FitResult:
+        console=None, engine: str = "convscope", device: Optional[str] = None,
+        keep_going: bool = False) -> FitResult:
     """Train ``model`` (a convscope model, built or not; None = :func:`default_spec`) on ``data``.
 
     ``data`` is ``"digits"``, a path (see :func:`convscope.train.load_data`), a ``Data`` or
@@ -236,8 +240,10 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     checkpoints and history are written there; ``resume=True`` continues ``out/last.npz`` up to
     ``epochs`` epochs in total with the settings it was saved with. ``engine="torch"`` does the
     arithmetic with PyTorch on ``device`` ("cpu", "cuda", "cuda:N"; see
-    :mod:`convscope.train.torch_engine`), everything else unchanged. Every argument is checked
-    before anything is written.
+    :mod:`convscope.train.torch_engine`), everything else unchanged. A run that diverges (see
+    :mod:`convscope.train.divergence`) stops with :class:`TrainingDiverged` after saving the
+    epoch, model.npz keeping the best one; ``keep_going=True`` warns once and trains on. Every
+    argument is checked before anything is written.
     """
     epochs = _check_int(epochs, "epochs")
     batch_size = _check_int(batch_size, "batch size")
@@ -265,6 +271,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     else:
         run = _restore(model, data, out, training, saved, epochs=epochs, val_fraction=val_fraction)
         backend.check_batch(run.training["batch_size"])
+    run.keep_going = bool(keep_going)
 
     prep = data.preprocessing
     x_train = prep_mod.normalize(data.train.x, prep, dtype=model.dtype)
@@ -288,6 +295,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
                 _end_epoch(run, arithmetic, row)
                 rate = seen / train_seconds if train_seconds else None
                 reporter.end_epoch(dict(row, samples_per_second=rate))
+                _check_divergence(run, reporter)
         except KeyboardInterrupt as error:  # a second Ctrl-C, or Ctrl-C outside the main thread
             reporter.close()
             if isinstance(error, TrainingInterrupted):
@@ -499,6 +507,28 @@ def _end_epoch(run: _Run, arithmetic, row: Dict) -> None:
             _save(run, arithmetic, BEST, row["epoch"])
         _save(run, arithmetic, LAST, row["epoch"])
         _write_json(os.path.join(run.out, HISTORY), run.history)
+
+
+def _check_divergence(run: _Run, reporter) -> None:
+    """Stop (or, with keep_going, warn once) when the history shows divergence."""
+    from . import divergence
+
+    what = divergence.symptom(run.history, run.data.num_classes)
+    if what is None or run.warned:
+        return
+    if run.keep_going:
+        run.warned = True
+        reporter.close()
+        print(f"convscope: warning: {divergence.message(what, run.sched.base_lr, 'going on (--keep-going)')}",
+              file=sys.stderr)
+        return
+    if run.out is not None:
+        kept = (f"{os.path.join(run.out, BEST)} keeps the best epoch ({run.best_epoch}); "
+                "pass --keep-going to train on anyway")
+    else:
+        kept = "pass keep_going=True to train on anyway"
+    reporter.close()
+    raise TrainingDiverged(divergence.message(what, run.sched.base_lr, kept))
 
 
 def _score(row: Dict):
