@@ -26,6 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default="digits",
                         help="'digits' (bundled with scikit-learn) or a path: IDX files (MNIST layout), "
                              "CIFAR-10 .bin batches, an .npz with x and y, or a folder of class sub-folders")
+    parser.add_argument("--resize", metavar="HxW", default=None,
+                        help="resize the data's images to HxW, e.g. 32x32 for lenet5 on digits (stored in "
+                             "the checkpoint, so evaluate and predict do the same)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                        help="convert the images to 1 (gray) or 3 (RGB) channels (stored in the checkpoint)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"total epochs (with --resume: train until this many; default {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
@@ -110,7 +115,8 @@ def _train(args, world) -> int:
     if args.model is not None:
         from .resolve import resolve
         model = resolve(args.model).model
-    data = load_data(args.data)
+    from ..train import transform
+    data = transform.apply(load_data(args.data), transform.parse_size(args.resize), args.channels)
     out = args.out or _default_out(args.data)
     try:
         result = fit(model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,

@@ -160,11 +160,12 @@ def check_model_fits(model, data: Data) -> None:
     if model.built and tuple(model.input_shape) != tuple(shape):
         raise ConvscopeError(f"the model was built for {format_shape(model.input_shape)} inputs but "
                              f"{data.name} has {format_shape(shape)} images; use a model for "
-                             f"{format_shape(shape)} inputs or resize the data")
+                             f"{format_shape(shape)} inputs{_resize_hint(model.input_shape, shape)}")
     declared = getattr(model, "declared_input", None)
     if not model.built and declared is not None and tuple(declared) != tuple(shape):
         raise ConvscopeError(f"the model expects {format_shape(declared)} inputs but {data.name} has "
-                             f"{format_shape(shape)} images; use a model for {format_shape(shape)} inputs")
+                             f"{format_shape(shape)} images; use a model for {format_shape(shape)} inputs"
+                             f"{_resize_hint(declared, shape)}")
     try:
         out = model.output_shape(shape)
     except ConvscopeError as error:
@@ -177,6 +178,11 @@ def check_model_fits(model, data: Data) -> None:
         raise ConvscopeError(f"the labels of {data.name} go up to {data.num_classes - 1} ({data.num_classes} "
                              f"classes) but the model has {out[0]} outputs; end it with "
                              f"linear({data.num_classes})")
+
+
+def _resize_hint(model_shape, data_shape) -> str:
+    from .transform import hint
+    return hint(model_shape, data_shape)
 
 
 class _InterruptFlag:
