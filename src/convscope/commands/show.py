@@ -3,7 +3,7 @@
     convscope show architecture MODEL [--input 3x224x224] [--expand|--stages] -o net.svg
     convscope show filters CHECKPOINT [--layer NAME] -o filters.png
     convscope show featuremaps CHECKPOINT IMAGE [--layer NAME] -o maps.png
-    convscope show curves RUN_DIR -o curves.png
+    convscope show curves RUN_DIR [RUN_DIR ...] -o curves.png
 
 ``.svg`` architecture diagrams are plain SVG text; everything else (and ``.png``/``.pdf``
 diagrams) is drawn with matplotlib's Agg canvas, so no display is needed.
@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     maps.set_defaults(handler=run_featuremaps)
 
     curv = kinds.add_parser("curves", help="loss and accuracy per epoch from history.json")
-    curv.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `convscope train --out`")
+    curv.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
+                      help="folder(s) written by `convscope train --out`; several runs share one figure")
     curv.add_argument("-o", "--output", default="curves.png", help="file to write: .png, .svg or .pdf")
     curv.set_defaults(handler=run_curves)
 
@@ -105,5 +106,6 @@ def run_curves(args) -> int:
     from ..viz import curves, save_figure
 
     path = _check_output(args.output)
-    save_figure(curves(args.run_dir), path)
+    runs = args.run_dir
+    save_figure(curves(runs[0] if len(runs) == 1 else runs), path)
     return _done(path, "training curves")

@@ -11,7 +11,9 @@ One epoch, with N training samples in batches B_1..B_m drawn by
 
 Files in ``out`` (all written atomically: temporary file, then rename):
 
-* ``last.npz``: the latest state with optimizer state, epoch count and history (for resume),
+* ``last.npz``: the latest state with optimizer state, epoch count and history (for resume);
+  its training record lists ``resumed_at``, the epochs completed when each resume began
+  (``show curves`` marks them; history.json rows stay as an uninterrupted run writes them),
 * ``model.npz``: the weights with the best validation accuracy so far,
 * ``history.json``: one row per epoch (epoch, train_loss, train_accuracy, val_loss,
   val_accuracy, lr, seconds).
@@ -429,7 +431,8 @@ def _restore(model, data: Data, out: str, training: Dict, saved, *, epochs: int,
         sched = Schedule.from_dict(dict(saved_training["schedule"], total_epochs=epochs))
         history = list(saved_training.get("history", []))
         training.update(seed=seed, batch_size=batch_size, optimizer=optim_info, schedule=sched.to_dict(),
-                        val_fraction=saved_training.get("val_fraction", val_fraction))
+                        val_fraction=saved_training.get("val_fraction", val_fraction),
+                        resumed_at=[int(e) for e in saved_training.get("resumed_at", [])] + [done])
         _best_so_far(history)  # every row must be readable now, not after an epoch of work
         if partial is not None:
             [float(partial[k]) for k in ("batch", "loss_sum", "correct", "seen", "seconds")]
