@@ -229,6 +229,7 @@ class _Run:
     resumed: bool = False
     keep_going: bool = False
     warned: bool = False
+    schedule_note: Optional[str] = None
     best_epoch: Optional[int] = None
     best_score: Optional[tuple] = None
 
@@ -293,6 +294,8 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     if run.resumed:
         where = f"epoch {run.start_epoch + 1}" + (f", batch {run.partial['batch'] + 1}" if run.partial else "")
         reporter.message(f"resuming {os.path.join(out, LAST)} at {where} of {epochs} ({arithmetic.name})")
+        if run.schedule_note:
+            reporter.message(run.schedule_note)
 
     # Overflow on the way to a NaN loss is caught below as one clear message; NumPy's warnings
     # (several lines each, naming library source files) would only bury it.
@@ -442,8 +445,10 @@ def _restore(model, data: Data, out: str, training: Dict, saved, *, epochs: int,
         raise ConvscopeError(f"cannot resume: the training record in {os.path.join(out, LAST)} is damaged "
                              f"({type(error).__name__}: {str(error)[:80]}); use --overwrite to start over "
                              "or another --out") from None
+    from .schedules import change_note
+    note = change_note(Schedule.from_dict(saved_training["schedule"]), sched, done)
     return _Run(model=model, opt=opt, sched=sched, history=history, start_epoch=done, partial=partial,
-                training=training, data=data, out=out, resumed=True)
+                training=training, data=data, out=out, resumed=True, schedule_note=note)
 
 
 def _save(run: _Run, arithmetic, kind: str, epoch_done: int, partial_state=None) -> None:
