@@ -47,8 +47,10 @@ def test_unknown_key_names_its_path_and_suggests():
     bad["layers"][2]["branches"][1][0]["kernal_size"] = bad["layers"][2]["branches"][1][0].pop("kernel_size")
     with pytest.raises(ConvscopeError) as info:
         cs.from_spec(bad)
+    # issue 15 point 5 deliberately adds the list of valid keys after the hint
     assert str(info.value) == ("layers[2].branches[1][0]: unknown key 'kernal_size' "
-                               "(did you mean 'kernel_size'?)")
+                               "(did you mean 'kernel_size'?); valid keys: kernel_size, stride, padding, "
+                               "dilation, ceil_mode (see docs/spec.md)")  # a maxpool2d entry
 
 
 def test_unknown_type_suggests():

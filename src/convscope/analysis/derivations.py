@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from ..equations import count_equation as eq  # re-exported: layer modules derive with it
+from ..equations import equation
 from ..errors import format_count as fc
 from ..errors import format_shape
 from ..shapes import adaptive_window, conv_output_size, prod, resolve_padding
@@ -170,7 +171,8 @@ def _other_lines(row) -> List[str]:
     n_out = prod(y)
     for category, value in row.other_ops.items():
         if category == "bias_adds":
-            lines.append(f"bias adds = one per output = {format_shape(y)} = {fc(value)} (not MACs)")
+            shape = format_shape(y) if len(y) > 1 else fc(value)  # a 1-D shape is the count itself
+            lines.append(equation("bias adds = one per output", shape, fc(value)) + " (not MACs)")
         elif category == "pooling" and getattr(row.layer, "window_op", None) and isinstance(row.window, tuple) \
                 and value == n_out * prod(k for k, _s, _p, _d in row.window):
             kernel = "·".join(str(k) for k, _s, _p, _d in row.window)

@@ -29,6 +29,15 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def scaled(n: int, unit: str) -> str:
+    """A count in the prefix that fits: 714,188,480 -> '714.188 MMACs', 416,520 -> '416.520 KMACs',
+    1,814,083,944 -> '1.814 GMACs' (three decimals; below 1,000 the count itself)."""
+    for prefix, size in (("T", 10 ** 12), ("G", 10 ** 9), ("M", 10 ** 6), ("K", 10 ** 3)):
+        if n >= size:
+            return f"{n / size:.3f} {prefix}{unit}"
+    return f"{n} {unit}"
+
+
 def _field_cell(field) -> str:
     if field is None:
         return ""
@@ -39,7 +48,7 @@ def _field_cell(field) -> str:
     return f"{format_shape(field.size)} s{format_shape(sorted(set(field.jump)))}"
 
 
-def _cells(row) -> List[str]:
+def _cells(row, fc=fc) -> List[str]:
     name = "  " * row.depth + (row.name or row.type)
     if row.container:
         counts = ["", "", f"({fc(row.subtree_params)})", f"({fc(row.subtree_macs)})"]
@@ -52,7 +61,7 @@ def _cells(row) -> List[str]:
             human_bytes(row.memory_bytes), _field_cell(row.field)]
 
 
-def _total_cells(report) -> List[str]:
+def _total_cells(report, fc=fc) -> List[str]:
     return ["Total", "", format_shape(report.output), fc(report.total_weights), fc(report.total_biases),
             fc(report.total_params), fc(report.total_macs), fc(report.total_other_ops),
             human_bytes(report.activation_bytes), _field_cell(report.field)]
@@ -68,8 +77,8 @@ def footer_lines(report) -> List[str]:
         f"{fc(report.total_biases)}; trainable {fc(report.trainable_params)}, non-trainable "
         f"{fc(report.non_trainable_params)}); buffers {fc(report.total_buffers)} (running statistics, "
         "not learned)",
-        f"MACs: {fc(report.total_macs)} = {report.total_macs / 1e9:.3f} GMACs = "
-        f"{report.total_flops / 1e9:.3f} GFLOPs (1 MAC = 2 FLOPs; conv and linear only)",
+        f"MACs: {fc(report.total_macs)} = {scaled(report.total_macs, 'MACs')} = "
+        f"{scaled(report.total_flops, 'FLOPs')} (1 MAC = 2 FLOPs; conv and linear only)",
         f"Other ops (not in MACs): {other}",
         f"Memory: input {human_bytes(report.input_bytes)}, activations "
         f"{human_bytes(report.activation_bytes)} (peak live in inference "
@@ -97,7 +106,13 @@ def rich_table(report, title: str = ""):
 
 
 def print_table(report, console, title: str = "", explain: bool = False) -> None:
-    console.print(rich_table(report, title))
+    """The table fitted to the console's width (see :mod:`.fit_table`), its note, the footer."""
+    from .fit_table import fit_table
+
+    table, note = fit_table(report, console, title)
+    console.print(table)
+    if note:
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     for line in footer_lines(report):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     if explain:

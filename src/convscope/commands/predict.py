@@ -20,11 +20,18 @@ def register(subparsers) -> None:
                         help="a .npz checkpoint (e.g. runs/digits/model.npz)")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG or JPEG files, any size or colour")
     parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--top-k", type=int, default=1, metavar="K",
+                        help="also list the K most probable classes per image (JSON: a 'top' list)")
+    parser.add_argument("--resize", metavar="HxW", default=None,
+                        help="size images are resized to (default and normally: the checkpoint's own)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                        help="1 (gray) or 3 (RGB) (default and normally: the checkpoint's own)")
     parser.set_defaults(handler=run)
 
 
-def predict_files(checkpoint_path: str, images) -> list:
-    """One dict per image: file, label, class_name, index, probability."""
+def predict_files(checkpoint_path: str, images, top_k: int = 1, resize=None, channels=None) -> list:
+    """One dict per image: file, label, class_name, index, probability; with ``top_k`` > 1 also
+    ``top``: the ``top_k`` most probable classes, each {label, class_name, index, probability}."""
     from ..errors import ConvscopeError, format_shape
     from ..train import load_checkpoint, preprocessing
     from ..train.metrics import softmax
@@ -34,6 +41,9 @@ def predict_files(checkpoint_path: str, images) -> list:
     if prep is None:
         raise ConvscopeError(f"{checkpoint_path} has no preprocessing, so images cannot be converted for it; "
                              "use a checkpoint written by convscope train")
+    if top_k < 1:
+        raise ConvscopeError(f"--top-k must be at least 1, got {top_k}")
+    prep = _override(prep, resize, channels)
     if preprocessing.input_shape(prep) != tuple(ckpt.input_shape):
         made = format_shape(preprocessing.input_shape(prep))
         raise ConvscopeError(f"{checkpoint_path}: its preprocessing gives {made} images but its model "
@@ -43,16 +53,36 @@ def predict_files(checkpoint_path: str, images) -> list:
     names = list(ckpt.class_names or [])
     numeric = all(name == str(i) for i, name in enumerate(names))
     results = []
-    for path, row in zip(images, probabilities):
-        index = int(row.argmax())
+    def entry(row, index):
         name = names[index] if index < len(names) else str(index)
-        results.append({"file": str(path), "label": index if numeric else name, "class_name": name,
-                        "index": index, "probability": float(row[index])})
+        return {"label": index if numeric else name, "class_name": name, "index": index,
+                "probability": float(row[index])}
+
+    for path, row in zip(images, probabilities):
+        item = {"file": str(path), **entry(row, int(row.argmax()))}
+        if top_k > 1:
+            order = sorted(range(len(row)), key=lambda i: (-row[i], i))[:top_k]  # ties: lower index first
+            item["top"] = [entry(row, i) for i in order]
+        results.append(item)
     return results
 
 
+def _override(prep, resize, channels):
+    """The checkpoint's preprocessing with another size or channel count (its model must take it)."""
+    if resize is None and channels is None:
+        return prep
+    out = dict(prep)
+    if resize is not None:
+        out["size"] = [int(v) for v in resize]
+    if channels is not None and channels != prep["channels"]:
+        out.update(channels=channels, mean=[sum(prep["mean"]) / len(prep["mean"])] * channels,
+                   std=[sum(prep["std"]) / len(prep["std"])] * channels)
+    return out
+
+
 def run(args) -> int:
-    results = predict_files(args.checkpoint, args.images)
+    from ..train.transform import parse_size
+    results = predict_files(args.checkpoint, args.images, args.top_k, parse_size(args.resize), args.channels)
     if args.format == "json":
         print(json.dumps(results))
         return 0
@@ -67,7 +97,12 @@ def run(args) -> int:
     table.add_column("file")
     table.add_column("label", justify="right")
     table.add_column("probability", justify="right")
+    if args.top_k > 1:
+        table.add_column(f"top {args.top_k}")
     for item in results:
-        table.add_row(Text(item["file"]), Text(item["class_name"]), f"{100 * item['probability']:.1f}%")
+        cells = [Text(item["file"]), Text(item["class_name"]), f"{100 * item['probability']:.1f}%"]
+        if "top" in item:
+            cells.append(Text(", ".join(f"{t['class_name']} {100 * t['probability']:.1f}%" for t in item["top"])))
+        table.add_row(*cells)
     console.print(table)
     return 0

@@ -68,7 +68,20 @@ def resolve(model_arg: str, input_arg: Optional[str] = None) -> Resolved:
     found = _resolve(model_arg.strip())
     if override is not None:
         found.input_shape = override
+        warn_channel_last(override, input_arg)
     return found
+
+
+def warn_channel_last(shape: Tuple[int, ...], text: str) -> None:
+    """One line on stderr when a C×H×W shape looks written H×W×C (``32x32x3``: last 1 or 3, first
+    larger), which would silently mean 32 channels."""
+    import sys
+
+    if len(shape) == 3 and shape[2] in (1, 3) and shape[0] > shape[2]:
+        fixed = "x".join(str(s) for s in (shape[2], shape[0], shape[1]))
+        print(f"convscope: warning: --input {text} is read as {shape[0]} channels of {shape[1]}×{shape[2]} "
+              f"(C×H×W); if you meant {shape[2]} channel{'s' if shape[2] > 1 else ''} of "
+              f"{shape[0]}×{shape[1]}, give --input {fixed}", file=sys.stderr)
 
 
 def _resolve(arg: str) -> Resolved:

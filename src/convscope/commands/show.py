@@ -3,7 +3,7 @@
     convscope show architecture MODEL [--input 3x224x224] [--expand|--stages] -o net.svg
     convscope show filters CHECKPOINT [--layer NAME] -o filters.png
     convscope show featuremaps CHECKPOINT IMAGE [--layer NAME] -o maps.png
-    convscope show curves RUN_DIR -o curves.png
+    convscope show curves RUN_DIR [RUN_DIR ...] -o curves.png
 
 ``.svg`` architecture diagrams are plain SVG text; everything else (and ``.png``/``.pdf``
 diagrams) is drawn with matplotlib's Agg canvas, so no display is needed.
@@ -53,7 +53,8 @@ def register(subparsers) -> None:
     maps.set_defaults(handler=run_featuremaps)
 
     curv = kinds.add_parser("curves", help="loss and accuracy per epoch from history.json")
-    curv.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `convscope train --out`")
+    curv.add_argument("run_dir", metavar="RUN_DIR", nargs="+",
+                      help="folder(s) written by `convscope train --out`; several runs share one figure")
     curv.add_argument("-o", "--output", default="curves.png", help="file to write: .png, .svg or .pdf")
     curv.add_argument("--force", action="store_true",
                         help="overwrite -o even if it is a file convscope did not write")
@@ -116,7 +117,8 @@ def run_featuremaps(args) -> int:
 def run_curves(args) -> int:
     from ..viz import curves, save_figure
 
-    history = os.path.join(args.run_dir, "history.json") if os.path.isdir(args.run_dir) else args.run_dir
-    path = _check_output(args.output, inputs=[history], force=args.force)
-    save_figure(curves(args.run_dir), path, [history], args.force)
+    runs = args.run_dir
+    histories = [os.path.join(r, "history.json") if os.path.isdir(r) else r for r in runs]
+    path = _check_output(args.output, inputs=histories, force=args.force)
+    save_figure(curves(runs[0] if len(runs) == 1 else runs), path, histories, args.force)
     return _done(path, "training curves")

@@ -44,6 +44,9 @@ def run(args) -> int:
         report = analyze(found.model, found.input_shape)
     except RecursionError:
         raise ConvscopeError(f"{found.label}: containers are nested too deeply to analyse") from None
+    except ConvscopeError as error:
+        from ..analysis.smallest import hint
+        raise ConvscopeError(f"{error}{hint(found.model, found.input_shape)}") from None
     title = f"{found.label} on {format_shape(report.input)}"
     if args.format == "json":
         sys.stdout.write(to_json(report, explain=args.explain) + "\n")

@@ -1,10 +1,15 @@
-"""``convscope trace conv1d|conv2d|maxpool2d|linear``: forward and backward of one layer on
+"""``convscope trace conv1d|conv2d|maxpool2d|linear|relu|avgpool2d|batchnorm2d|softmax_ce|dropout``: forward and backward of one layer on
 values given on the command line, written as sums term by term.
 
     convscope trace conv1d --x 1,2,3 --w 0.3,0.5 --b 0 --dy -0.1,0.2
     convscope trace conv2d --x 3x3:1,2,3,4,5,6,7,8,9 --w [[1,0],[0,-1]] --padding 1 --stride 2
     convscope trace maxpool2d --x [[1,3],[4,2]] --kernel-size 2 --dy [[1]]
     convscope trace linear --x 1,2 --w [[1,-1],[0.5,2]] --b 0,1 --dy 1,-1 --format json
+    convscope trace relu --x 1,-2,0 --dy 1,1,1
+    convscope trace avgpool2d --x [[1,2],[3,4]] --kernel-size 2 --dy [[1]]
+    convscope trace batchnorm2d --x 2x1x1x2:1,2,3,5 --dy 2x1x1x2:1,0,0,-1 [--eval]
+    convscope trace softmax_ce --x 1,2,3 --label 2
+    convscope trace dropout --x 1,2,3,4 --p 0.5 --seed 0 --dy 1,1,1,1
 
 Values: ``1,2,3`` (flat), ``[[1,2],[3,4]]`` (nested) or ``2x2:1,2,3,4`` (shape and values).
 """
@@ -16,7 +21,8 @@ import re
 from ..equations import section_rows
 from ..errors import ConvscopeError
 
-KINDS = ("conv1d", "conv2d", "maxpool2d", "linear")
+KINDS = ("conv1d", "conv2d", "maxpool2d", "linear", "relu", "avgpool2d", "batchnorm2d", "softmax_ce", "dropout")
+MORE = KINDS[4:]  # traced by convscope.trace.more
 
 
 def register(subparsers) -> None:
@@ -35,6 +41,14 @@ def register(subparsers) -> None:
     parser.add_argument("--padding", default="0", help="e.g. 1, 1,0, same or valid (conv)")
     parser.add_argument("--dilation", default="1", help="e.g. 2 or 1,2")
     parser.add_argument("--ceil-mode", action="store_true", help="maxpool2d: round the output size up")
+    parser.add_argument("--label", type=int, help="softmax_ce: the true class index")
+    parser.add_argument("--p", type=float, default=0.5, help="dropout: probability of zeroing (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="dropout: build seed of the mask (default 0)")
+    parser.add_argument("--eval", action="store_true",
+                        help="batchnorm2d: inference mode (running statistics) instead of training")
+    parser.add_argument("--eps", type=float, default=1e-5, help="batchnorm2d: ε (default 1e-5)")
+    parser.add_argument("--running-mean", help="batchnorm2d --eval: one per channel (default 0)")
+    parser.add_argument("--running-var", help="batchnorm2d --eval: one per channel (default 1)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     # argparse takes "-0.1,0.2" for an option because only plain numbers such as -0.1 count
     # as negative values; widen that test so `--dy -0.1,0.2` works (`--dy=-0.1,0.2` always does).
@@ -92,6 +106,8 @@ def _check_terms(args) -> None:
 def build_trace(args):
     from ..trace import trace_conv1d, trace_conv2d, trace_linear, trace_maxpool2d
     kind = args.kind
+    if kind in MORE:  # one printed term per value: the text budget of parse_values bounds them
+        return _build_more(args)
     _check_terms(args)
     stride = _ints(args.stride, "--stride")
     dilation = _ints(args.dilation, "--dilation")
@@ -115,6 +131,27 @@ def build_trace(args):
     fn = trace_conv1d if kind == "conv1d" else trace_conv2d
     return fn(args.x, args.w, b=args.b, dy=args.dy, stride=1 if stride is None else stride,
               padding=_ints(args.padding, "--padding", ("same", "valid")), dilation=dilation)
+
+
+def _build_more(args):
+    from ..trace import more
+
+    kind = args.kind
+    if kind == "relu":
+        return more.trace_relu(args.x, dy=args.dy)
+    if kind == "dropout":
+        return more.trace_dropout(args.x, args.p, dy=args.dy, seed=args.seed)
+    if kind == "softmax_ce":
+        if args.label is None:
+            raise ConvscopeError("softmax_ce needs the true class: --label K")
+        return more.trace_softmax_cross_entropy(args.x, args.label)
+    if kind == "avgpool2d":
+        if args.kernel_size is None:
+            raise ConvscopeError("avgpool2d needs --kernel-size, e.g. --kernel-size 2")
+        return more.trace_avgpool2d(args.x, _ints(args.kernel_size, "--kernel-size"), dy=args.dy,
+                                    stride=_ints(args.stride, "--stride"), padding=_ints(args.padding, "--padding"))
+    return more.trace_batchnorm2d(args.x, gamma=args.w, beta=args.b, dy=args.dy, train=not args.eval,
+                                  eps=args.eps, running_mean=args.running_mean, running_var=args.running_var)
 
 
 def run(args) -> int:

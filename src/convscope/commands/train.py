@@ -26,6 +26,11 @@ def register(subparsers) -> None:
     parser.add_argument("--data", default="digits",
                         help="'digits' (bundled with scikit-learn) or a path: IDX files (MNIST layout), "
                              "CIFAR-10 .bin batches, an .npz with x and y, or a folder of class sub-folders")
+    parser.add_argument("--resize", metavar="HxW", default=None,
+                        help="resize the data's images to HxW, e.g. 32x32 for lenet5 on digits (stored in "
+                             "the checkpoint, so evaluate and predict do the same)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                        help="convert the images to 1 (gray) or 3 (RGB) channels (stored in the checkpoint)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"total epochs (with --resume: train until this many; default {DEFAULT_EPOCHS})")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per step (default 32)")
@@ -44,6 +49,11 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.npz")
     parser.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="train on after divergence (default: stop, keeping model.npz, when the loss is "
+                             "not finite or grows past 10x the first epoch's (or 10x ln(classes), a "
+                             "uniform guess, if lower), or accuracy stays at chance (1/classes + 5 "
+                             "points) for 5 epochs)")
     parser.add_argument("--engine", choices=("convscope", "torch"), default="convscope",
                         help="who does the arithmetic: convscope (NumPy, default) or torch (PyTorch; under "
                              "torchrun: DistributedDataParallel); everything else is the same")
@@ -108,7 +118,8 @@ def _train(args, world) -> int:
     if args.model is not None:
         from .resolve import resolve
         model = resolve(args.model).model
-    data = load_data(args.data)
+    from ..train import transform
+    data = transform.apply(load_data(args.data), transform.parse_size(args.resize), args.channels)
     if len(set(data.train.y.tolist())) < 2:
         print(f"convscope: warning: every training label of {data.name} is the same class; the model can "
               "only learn to answer that class", file=sys.stderr)
@@ -119,7 +130,7 @@ def _train(args, world) -> int:
                      weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
                      seed=args.seed, out=out, resume=args.resume, overwrite=args.overwrite,
                      progress=not args.quiet, engine=args.engine, device=args.device,
-                     dtype=np.dtype(args.dtype))
+                     dtype=np.dtype(args.dtype), keep_going=args.keep_going)
     except PeerLost as lost:
         raise PeerLost(f"{lost}; {_last_complete(out)}") from None
     except TrainingInterrupted as stop:

@@ -41,7 +41,7 @@ class EntryParser:
         """``cls(**kwargs)`` after checking the keys against the constructor's arguments."""
         signature = inspect.signature(cls.__init__)
         names = [n for n in list(signature.parameters)[1:]]
-        _check_keys(kwargs, set(names), path)
+        _check_keys(kwargs, names, path)
         missing = [n for n in names if signature.parameters[n].default is inspect.Parameter.empty
                    and n not in kwargs]
         if missing:
@@ -73,10 +73,14 @@ def layer_from_entry(entry: Any, path: str = "layers[0]") -> Layer:
         raise ConvscopeError(f"{path}: {error}") from None
 
 
-def _check_keys(kwargs: dict, allowed: set, path: str) -> None:
+def _check_keys(kwargs: dict, allowed, path: str) -> None:
+    """Every key is one of ``allowed`` (listed in the error, in signature order when a list)."""
     for key in kwargs:
         if key not in allowed:
-            raise ConvscopeError(f"{path}: unknown key {key!r}{_suggest(key, allowed)}")
+            valid = list(allowed) if isinstance(allowed, (list, tuple)) else sorted(allowed)
+            listed = ", ".join(valid) if valid else "none"
+            raise ConvscopeError(f"{path}: unknown key {key!r}{_suggest(key, allowed)}; valid keys: {listed} "
+                                 "(see docs/spec.md)")
 
 
 def check_document(value: Any, where: str = "spec", count_layers: bool = True) -> None:

@@ -13,12 +13,16 @@ answer to seed 002: a shared weight's gradient is a sum over every position that
 """
 from .conv import trace_conv1d, trace_conv2d
 from .linear import trace_linear
+from .more import (trace_avgpool2d, trace_batchnorm2d, trace_dropout, trace_relu,
+                   trace_softmax_cross_entropy)
 from .pool import trace_maxpool2d
 from .result import Trace
 from .values import parse_values
 
 TRACES = {"conv1d": trace_conv1d, "conv2d": trace_conv2d, "maxpool2d": trace_maxpool2d,
-          "linear": trace_linear}
+          "linear": trace_linear, "relu": trace_relu, "avgpool2d": trace_avgpool2d,
+          "batchnorm2d": trace_batchnorm2d, "softmax_ce": trace_softmax_cross_entropy, "dropout": trace_dropout}
 
 __all__ = ["Trace", "TRACES", "trace_conv1d", "trace_conv2d", "trace_maxpool2d", "trace_linear",
-           "parse_values"]
+           "trace_relu", "trace_avgpool2d", "trace_batchnorm2d", "trace_softmax_cross_entropy",
+           "trace_dropout", "parse_values"]

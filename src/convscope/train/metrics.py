@@ -53,3 +53,15 @@ def softmax(logits) -> np.ndarray:
     """Row-wise softmax in float64 (:func:`convscope.ops.activations.softmax`: shifted by the
     row maximum so exp never overflows)."""
     return _softmax(np.asarray(logits, dtype=np.float64), axis=1)
+
+
+def precision_recall(matrix: np.ndarray):
+    """Per class c of a confusion matrix M (rows true, columns predicted):
+    precision_c = M[c, c] / Σ_r M[r, c], recall_c = M[c, c] / Σ_k M[c, k]; None where the
+    denominator is 0 (never predicted / absent)."""
+    matrix = np.asarray(matrix)
+    hits = np.diag(matrix)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = [float(h / p) if p else None for h, p in zip(hits, predicted)]
+    recall = [float(h / a) if a else None for h, a in zip(hits, actual)]
+    return precision, recall

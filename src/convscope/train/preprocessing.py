@@ -10,6 +10,9 @@ A preprocessing is a plain JSON-able dict::
      "crop": "none",           # "none" | "ink": crop to the ink's bounding box, padded square
      "mean": [0.0], "std": [16.0]}   # per channel: model input = (pixel - mean) / std
 
+and, after ``--resize``/``--channels`` (:mod:`convscope.train.transform`), ``"source":
+{"channels": 1, "size": [8, 8]}``, the data set's own form, which images reach first.
+
 Notation
 --------
 v an 8-bit pixel in [0, 255]; (lo, hi) the data set's range; m_c, s_c the channel's mean and
@@ -89,6 +92,14 @@ def validate(prep) -> Dict:
             raise ConvscopeError(f"preprocessing {key} must be finite numbers, got {str(values)[:60]}")
     if any(float(s) <= 0 for s in prep["std"]):
         raise ConvscopeError(f"preprocessing std must be positive, got {prep['std']!r}")
+    source = prep.get("source")
+    if source is not None:
+        ok = (isinstance(source, dict) and source.get("channels") in (1, 3)
+              and isinstance(source.get("size"), (list, tuple)) and len(source["size"]) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in source["size"]))
+        if not ok:
+            raise ConvscopeError("preprocessing source must be {\"channels\": 1 or 3, \"size\": [height, width]}, "
+                                 f"got {source!r}")
     return dict(prep)
 
 
@@ -140,6 +151,13 @@ def image_to_raw(image, prep: Dict, path="image") -> np.ndarray:
     Non-finite pixels (a float TIFF of NaN) are refused, naming ``path``."""
     from PIL import Image
 
+    source = prep.get("source")
+    if source:  # --resize/--channels: the data set's own form first, then what training did to it
+        from .transform import convert_channels, resize_planes
+
+        raw = image_to_raw(image, dict(prep, source=None, channels=int(source["channels"]),
+                                       size=[int(v) for v in source["size"]]))
+        return convert_channels(resize_planes(raw, prep["size"])[None], int(prep["channels"]))[0]
     channels = int(prep["channels"])
     height, width = (int(s) for s in prep["size"])
     image = _shrink(image, height, width)
@@ -237,6 +255,8 @@ def describe(prep: Dict) -> str:
     parts = ["grayscale" if prep["channels"] == 1 else "RGB"]
     if prep["crop"] == "ink":
         parts.append("cropped to the ink")
+    if prep.get("source"):
+        parts.append(f"resized to {prep['source']['size'][0]}×{prep['source']['size'][1]}, then")
     parts.append(f"resized to {prep['size'][0]}×{prep['size'][1]}")
     lo, hi = prep["range"]
     parts.append(f"scaled to {lo:g}–{hi:g}")

@@ -79,3 +79,16 @@ class Schedule:
 
     def __repr__(self) -> str:
         return f"Schedule({self.kind!r}, base_lr={self.base_lr:g}, warmup_epochs={self.warmup_epochs})"
+
+
+def change_note(old: "Schedule", new: "Schedule", next_epoch: int) -> Optional[str]:
+    """One line saying how resuming with another total changes the rates from ``next_epoch``
+    (0-based) on, or None when they are unchanged (same total, or a schedule that ignores it)."""
+    if old.total_epochs == new.total_epochs:
+        return None
+    before, after = old.lr(next_epoch), new.lr(next_epoch)
+    if before == after and old.lr(old.total_epochs - 1) == new.lr(old.total_epochs - 1):
+        return None  # constant and step schedules do not depend on the total
+    return (f"the {new.kind} schedule was planned for {old.total_epochs} epochs and now spans "
+            f"{new.total_epochs}: the rate at epoch {next_epoch + 1} is {after:.4g} (it would have been "
+            f"{before:.4g}) and reaches {new.lr(new.total_epochs - 1):.4g} at epoch {new.total_epochs}")

@@ -11,7 +11,9 @@ One epoch, with N training samples in batches B_1..B_m drawn by
 
 Files in ``out`` (all written atomically: temporary file, then rename):
 
-* ``last.npz``: the latest state with optimizer state, epoch count and history (for resume),
+* ``last.npz``: the latest state with optimizer state, epoch count and history (for resume);
+  its training record lists ``resumed_at``, the epochs completed when each resume began
+  (``show curves`` marks them; history.json rows stay as an uninterrupted run writes them),
 * ``model.npz``: the weights with the best validation accuracy so far,
 * ``history.json``: one row per epoch (epoch, train_loss, train_accuracy, val_loss,
   val_accuracy, lr, seconds).
@@ -30,6 +32,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -163,11 +166,12 @@ def check_model_fits(model, data: Data) -> None:
     if model.built and tuple(model.input_shape) != tuple(shape):
         raise ConvscopeError(f"the model was built for {format_shape(model.input_shape)} inputs but "
                              f"{data.name} has {format_shape(shape)} images; use a model for "
-                             f"{format_shape(shape)} inputs or resize the data")
+                             f"{format_shape(shape)} inputs{_resize_hint(model.input_shape, shape)}")
     declared = getattr(model, "declared_input", None)
     if not model.built and declared is not None and tuple(declared) != tuple(shape):
         raise ConvscopeError(f"the model expects {format_shape(declared)} inputs but {data.name} has "
-                             f"{format_shape(shape)} images; use a model for {format_shape(shape)} inputs")
+                             f"{format_shape(shape)} images; use a model for {format_shape(shape)} inputs"
+                             f"{_resize_hint(declared, shape)}")
     try:
         out = model.output_shape(shape)
     except ConvscopeError as error:
@@ -180,6 +184,11 @@ def check_model_fits(model, data: Data) -> None:
         raise ConvscopeError(f"the labels of {data.name} go up to {data.num_classes - 1} ({data.num_classes} "
                              f"classes) but the model has {out[0]} outputs; end it with "
                              f"linear({data.num_classes})")
+
+
+def _resize_hint(model_shape, data_shape) -> str:
+    from .transform import hint
+    return hint(model_shape, data_shape)
 
 
 class _InterruptFlag:
@@ -226,6 +235,9 @@ class _Run:
     data: Data
     out: Optional[str]
     resumed: bool = False
+    keep_going: bool = False
+    warned: bool = False
+    schedule_note: Optional[str] = None
     best_epoch: Optional[int] = None
     best_score: Optional[tuple] = None
 
@@ -235,7 +247,8 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
         schedule: str = "cosine", warmup_epochs: int = 0, step_size: Optional[int] = None,
         seed: int = 0, out=None, resume: bool = False,
         overwrite: bool = False, progress: bool = True, dtype=np.float32, val_fraction: float = 0.1,
-        console=None, engine: str = "convscope", device: Optional[str] = None) -> FitResult:
+        console=None, engine: str = "convscope", device: Optional[str] = None,
+        keep_going: bool = False) -> FitResult:
     """Train ``model`` (a convscope model, built or not; None = :func:`default_spec`) on ``data``.
 
     ``data`` is ``"digits"``, a path (see :func:`convscope.train.load_data`), a ``Data`` or
@@ -244,8 +257,10 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     checkpoints and history are written there; ``resume=True`` continues ``out/last.npz`` up to
     ``epochs`` epochs in total with the settings it was saved with. ``engine="torch"`` does the
     arithmetic with PyTorch on ``device`` ("cpu", "cuda", "cuda:N"; see
-    :mod:`convscope.train.torch_engine`), everything else unchanged. Every argument is checked
-    before anything is written.
+    :mod:`convscope.train.torch_engine`), everything else unchanged. A run that diverges (see
+    :mod:`convscope.train.divergence`) stops with :class:`TrainingDiverged` after saving the
+    epoch, model.npz keeping the best one; ``keep_going=True`` warns once and trains on. Every
+    argument is checked before anything is written.
     """
     epochs = _check_int(epochs, "epochs")
     batch_size = _check_int(batch_size, "batch size")
@@ -273,6 +288,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     else:
         run = _restore(model, data, out, training, saved, epochs=epochs, val_fraction=val_fraction)
         backend.check_batch(run.training["batch_size"])
+    run.keep_going = bool(keep_going)
 
     prep = data.preprocessing
     x_train = prep_mod.normalize(data.train.x, prep, dtype=model.dtype)
@@ -286,6 +302,8 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     if run.resumed:
         where = f"epoch {run.start_epoch + 1}" + (f", batch {run.partial['batch'] + 1}" if run.partial else "")
         reporter.message(f"resuming {os.path.join(out, LAST)} at {where} of {epochs} ({arithmetic.name})")
+        if run.schedule_note:
+            reporter.message(run.schedule_note)
 
     # Overflow on the way to a NaN loss is caught below as one clear message; NumPy's warnings
     # (several lines each, naming library source files) would only bury it.
@@ -296,6 +314,7 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
                 _end_epoch(run, arithmetic, row)
                 rate = seen / train_seconds if train_seconds else None
                 reporter.end_epoch(dict(row, samples_per_second=rate))
+                _check_divergence(run, reporter)
         except KeyboardInterrupt as error:  # a second Ctrl-C, or Ctrl-C outside the main thread
             reporter.close()
             if isinstance(error, TrainingInterrupted):
@@ -423,7 +442,8 @@ def _restore(model, data: Data, out: str, training: Dict, saved, *, epochs: int,
         sched = Schedule.from_dict(dict(saved_training["schedule"], total_epochs=epochs))
         history = list(saved_training.get("history", []))
         training.update(seed=seed, batch_size=batch_size, optimizer=optim_info, schedule=sched.to_dict(),
-                        val_fraction=saved_training.get("val_fraction", val_fraction))
+                        val_fraction=saved_training.get("val_fraction", val_fraction),
+                        resumed_at=[int(e) for e in saved_training.get("resumed_at", [])] + [done])
         _best_so_far(history)  # every row must be readable now, not after an epoch of work
         if partial is not None:
             [float(partial[k]) for k in ("batch", "loss_sum", "correct", "seen", "seconds")]
@@ -433,8 +453,10 @@ def _restore(model, data: Data, out: str, training: Dict, saved, *, epochs: int,
         raise ConvscopeError(f"cannot resume: the training record in {os.path.join(out, LAST)} is damaged "
                              f"({type(error).__name__}: {str(error)[:80]}); use --overwrite to start over "
                              "or another --out") from None
+    from .schedules import change_note
+    note = change_note(Schedule.from_dict(saved_training["schedule"]), sched, done)
     return _Run(model=model, opt=opt, sched=sched, history=history, start_epoch=done, partial=partial,
-                training=training, data=data, out=out, resumed=True)
+                training=training, data=data, out=out, resumed=True, schedule_note=note)
 
 
 def _save(run: _Run, arithmetic, kind: str, epoch_done: int, partial_state=None) -> None:
@@ -509,6 +531,28 @@ def _end_epoch(run: _Run, arithmetic, row: Dict) -> None:
             _save(run, arithmetic, BEST, row["epoch"])
         _save(run, arithmetic, LAST, row["epoch"])
         _write_json(os.path.join(run.out, HISTORY), run.history)
+
+
+def _check_divergence(run: _Run, reporter) -> None:
+    """Stop (or, with keep_going, warn once) when the history shows divergence."""
+    from . import divergence
+
+    what = divergence.symptom(run.history, run.data.num_classes)
+    if what is None or run.warned:
+        return
+    if run.keep_going:
+        run.warned = True
+        reporter.close()
+        print(f"convscope: warning: {divergence.message(what, run.sched.base_lr, 'going on (--keep-going)')}",
+              file=sys.stderr)
+        return
+    if run.out is not None:
+        kept = (f"{os.path.join(run.out, BEST)} keeps the best epoch ({run.best_epoch}); "
+                "pass --keep-going to train on anyway")
+    else:
+        kept = "pass keep_going=True to train on anyway"
+    reporter.close()
+    raise TrainingDiverged(divergence.message(what, run.sched.base_lr, kept))
 
 
 def _score(row: Dict):
