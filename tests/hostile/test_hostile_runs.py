@@ -68,7 +68,9 @@ def test_sigkill_at_twenty_random_moments(tmp_path, data):
     for i in range(KILLS):
         resume = (run / "last.npz").exists() and i % 5 != 4  # every fifth start is --overwrite
         argv = (["train", "--resume"] if resume else ["train", TINY, "--overwrite"])
-        process = convscope(*argv, "--data", data, "--out", run, "--epochs", 10_000, "--quiet")
+        # --keep-going: the tiny data set sits at chance, which would stop the run as diverged;
+        # this test is about kills, not learning.
+        process = convscope(*argv, "--data", data, "--out", run, "--epochs", 10_000, "--quiet", "--keep-going")
         time.sleep(rng.uniform(0.3, 1.6))
         process.kill()
         process.communicate()
@@ -76,7 +78,7 @@ def test_sigkill_at_twenty_random_moments(tmp_path, data):
     rows = check_run(run)
     done = len(rows["last.npz"]) if "last.npz" in rows else 0
     args = ["train", "--resume"] if done else ["train", TINY, "--overwrite"]
-    final = convscope(*args, "--data", data, "--out", run, "--epochs", done + 1, "--quiet")
+    final = convscope(*args, "--data", data, "--out", run, "--epochs", done + 1, "--quiet", "--keep-going")
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
     rows = check_run(run)

@@ -45,8 +45,10 @@ def _table(report, title: str, rows: List[List[str]], keep: List[int], widths: O
     """The table with columns ``keep``; ``widths`` fixes the width of wrapping columns."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_footer=False)
+    # Every cell is Text, never markup: layer names and titles come from users' files ("[/x]").
+    table = Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD, show_footer=False)
     for i in keep:
         header = fmt.HEADERS[i]
         fixed = (widths or {}).get(header)
@@ -56,9 +58,9 @@ def _table(report, title: str, rows: List[List[str]], keep: List[int], widths: O
                          width=fixed, min_width=None if fixed else whole)
     body, total = rows[:-1], rows[-1]
     for layer_row, cells in zip(report.layers, body):
-        table.add_row(*(cells[i] for i in keep), style="dim" if layer_row.container else None)
+        table.add_row(*(Text(cells[i]) for i in keep), style="dim" if layer_row.container else None)
     table.add_section()
-    table.add_row(*(total[i] for i in keep), style="bold")
+    table.add_row(*(Text(total[i]) for i in keep), style="bold")
     return table
 
 
