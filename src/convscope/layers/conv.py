@@ -107,6 +107,25 @@ def _window_mac_lines(row) -> List[str]:
                value, row.macs) + flops(row.macs)]
 
 
+def _unshared_line(row, c_per_group, kernel, cin_sym, cin_val, k_sym, k_val) -> str:
+    """What parameter sharing saves: the same connections with every output neuron owning its
+    weights (and bias), as a fully connected layer would (CS231n's 290,400·364 = 105,705,600)."""
+    from ..analysis.describe import axis_names
+    y = tuple(row.output_shape)
+    neurons = prod(y)
+    per_neuron = c_per_group * prod(kernel) + (1 if "bias" in row.param_shapes else 0)
+    plus = " + 1" if "bias" in row.param_shapes else ""
+    total = neurons * per_neuron
+    outs = "·".join(f"{n}_out" for n in axis_names(len(kernel)))
+    ratio = f", {format_count(total // row.params)}× fewer" if row.params and total % row.params == 0 else ""
+    return (f"without sharing = C_out·{outs}·({cin_sym}·{k_sym}{plus}) = "
+            f"{'·'.join(format_count(v) for v in y)}·({cin_val}·{k_val}{plus}) = "
+            f"{format_count(neurons)}·{format_count(per_neuron)} = {format_count(total)} "
+            f"(every output neuron with its own weights{' and bias' if plus else ''}; shared, one filter "
+            f"per output channel reused at all {format_count(neurons // y[0])} positions: "
+            f"{format_count(row.params)}{ratio})")
+
+
 def _conv_onnx_padding(layer) -> dict:
     """padding="same" as ONNX's SAME_UPPER (the odd pixel after, as in PyTorch), else explicit pads.
     A dilated "same" convolution gets explicit pads too: ONNX Runtime refuses SAME_UPPER with
@@ -172,6 +191,7 @@ class _ConvNd(Layer):
                             (c_per_group * prod(kernel) + 1) * c_out, row.params))
         else:
             lines.append(f"params = weights = {format_count(row.params)} (bias=False)")
+        lines.append(_unshared_line(row, c_per_group, kernel, cin_sym, cin_val, k_sym, k_val))
         return lines
 
     def mac_derivation(self, row):
