@@ -197,6 +197,34 @@ class _ConvNd(Layer):
     def mac_derivation(self, row):
         return _window_mac_lines(row)
 
+    @classmethod
+    def symbolic_counts(cls, args, input_shape):
+        """The shape/param/MAC rules above for sizes that may be sympy symbols
+        (convscope.analysis.symbolic): weights C_out·k_h·k_w·(C_in/G), MACs
+        C_out·H_out·W_out·(C_in/G)·k_h·k_w."""
+        from ..analysis.symbolic import Counts, is_symbolic, per_axis, window_size
+        owner, n = cls.type_name, cls.ndim
+        if len(input_shape) != n + 1:
+            raise ConvscopeError(f"{owner} expects a per-sample input {_LAYOUT[n]}, got {len(input_shape)} axes")
+        kernel = per_axis(args["kernel_size"], n, "kernel_size", owner)
+        stride = per_axis(args["stride"], n, "stride", owner)
+        dilation = per_axis(args["dilation"], n, "dilation", owner)
+        padding = args["padding"]
+        if padding == "same":
+            if any(is_symbolic(v) for v in kernel + dilation):
+                raise ConvscopeError(f"{owner}: padding='same' with a kernel size given as a name has no single "
+                                     "formula; give the kernel size as a number")
+            pads = resolve_padding("same", kernel, dilation)
+        else:
+            pads = tuple((p, p) for p in per_axis(0 if padding == "valid" else padding, n, "padding", owner))
+        c_in, groups, c_out = input_shape[0], args["groups"], args["out_channels"]
+        per_group = c_in if groups == 1 else (c_in // groups if not is_symbolic(c_in) else c_in / groups)
+        spatial = tuple(window_size(x, k, s, lo, hi, d) for x, k, s, (lo, hi), d
+                        in zip(input_shape[1:], kernel, stride, pads, dilation))
+        out = (c_out, *spatial)
+        return Counts(out, weights=(c_out, *kernel, per_group), biases=(c_out,) if args["bias"] else None,
+                      macs=(*out, per_group, *kernel))
+
     def torch_desc(self, path):
         from ..interop.torch_export import TorchDesc
         return TorchDesc(self.torch_class, {
