@@ -21,7 +21,10 @@ def _input_has_names(text: Optional[str]) -> bool:
     if not text:
         return False
     parts = [p for p in re.split(r"\s*[x×,]\s*|\s+", text.strip().strip("[]()")) if p]
-    return any(not p.isdigit() for p in parts)
+    # Only when every part is a number or a plain name: anything else ("2.5") is left to the
+    # numeric parser, whose error says what a shape looks like.
+    return all(re.fullmatch(r"\d+|[A-Za-z][A-Za-z0-9_]*", p) for p in parts) and \
+        any(not p.isdigit() for p in parts)
 
 
 def plan(args) -> Optional[Tuple[list, tuple, Dict[str, int]]]:
