@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConvscopeError, format_shape
+from ..i18n import add_argument as add_lang_argument
 
 
 def register(subparsers) -> None:
@@ -31,13 +32,16 @@ def register(subparsers) -> None:
     parser.add_argument("--set", metavar="NAME=N,...", default=None,
                         help="values for sizes written as names, e.g. 'conv2d(k1, 3) -> conv2d(k2, 5)' "
                              "--input Cx32x32 --set k1=32,k2=64,C=3 (without it: formulas)")
+    add_lang_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from ..i18n import choose as choose_language
     from . import symbols
     from .resolve import resolve
 
+    choose_language(getattr(args, "lang", None))
     planned = symbols.plan(args)
     if planned is not None:  # sizes written as names (seed 001's k1, k2)
         return symbols.run(args, *planned,
@@ -55,6 +59,7 @@ def _render(args, model, input_shape, label, symbolic=None) -> int:
 
     from ..analysis import analyze, markdown, to_json
     from ..analysis.format import print_table
+    from ..i18n import TranslatingConsole, translate
 
     try:
         report = analyze(model, input_shape)
@@ -71,7 +76,7 @@ def _render(args, model, input_shape, label, symbolic=None) -> int:
             text = json.dumps(document, ensure_ascii=False)
         sys.stdout.write(text + "\n")
     elif args.format == "markdown":
-        sys.stdout.write(markdown(report, title, explain=args.explain))
+        sys.stdout.write(translate(markdown(report, title, explain=args.explain)))
         if symbolic is not None:
             sys.stdout.write(_formulas(symbolic, values, "- "))
     else:
@@ -81,6 +86,7 @@ def _render(args, model, input_shape, label, symbolic=None) -> int:
         if not console.is_terminal:
             # Piped: plain text, wide enough that columns are never squeezed.
             console = Console(width=max(console.width, 200), color_system=None)
+        console = TranslatingConsole(console)  # --lang: headers, footers and derivations
         print_table(report, console, title, explain=args.explain)
         if symbolic is not None:
             console.print(_formulas(symbolic, values, ""), highlight=False, markup=False, soft_wrap=True, end="")

@@ -15,6 +15,7 @@ import re
 
 from ..equations import section_rows
 from ..errors import ConvscopeError
+from ..i18n import add_argument as add_lang_argument
 
 KINDS = ("conv1d", "conv2d", "maxpool2d", "linear")
 
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dilation", default="1", help="e.g. 2 or 1,2")
     parser.add_argument("--ceil-mode", action="store_true", help="maxpool2d: round the output size up")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_lang_argument(parser)
     # argparse takes "-0.1,0.2" for an option because only plain numbers such as -0.1 count
     # as negative values; widen that test so `--dy -0.1,0.2` works (`--dy=-0.1,0.2` always does).
     parser._negative_number_matcher = re.compile(r"^-[\d.]")
@@ -94,6 +96,8 @@ def build_trace(args):
 
 
 def run(args) -> int:
+    from ..i18n import choose, translate
+    choose(getattr(args, "lang", None))
     result = build_trace(args)
     if args.format == "json":
         print(json.dumps(result.to_json(), ensure_ascii=False))
@@ -104,5 +108,5 @@ def run(args) -> int:
         if kind == "gap":
             console.print()
         else:
-            console.print(text, style="bold" if kind == "title" else None, markup=False)
+            console.print(translate(text), style="bold" if kind == "title" else None, markup=False)
     return 0
