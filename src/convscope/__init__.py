@@ -6,8 +6,12 @@
 >>> model.build((3, 32, 32), seed=0)          # doctest: +ELLIPSIS
 Sequential(...)
 """
-from . import layers
-from .errors import ConvscopeError
+from ._startup import quiet_while_starting as _quiet_while_starting
+
+_quiet_while_starting()  # Ctrl-C during the imports below: exit 130 quietly (command line only)
+
+from . import layers  # noqa: E402
+from .errors import ConvscopeError  # noqa: E402
 from .gradcheck import gradcheck
 from .layers import Concat, Graph, Residual, Sequential
 from .spec import from_spec, parse_text

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from .errors import ConvscopeError
 
-COMMAND_MODULES = ["summary", "train", "evaluate", "predict", "show", "trace", "export"]
+COMMAND_MODULES = ["summary", "train", "evaluate", "predict", "show", "trace", "export", "explore"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +40,33 @@ def _version() -> str:
     return f"convscope {__version__}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (exit 128 + 15 = 143)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    import signal
+    import threading
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                    signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as stop:  # e.g. while the parser imports the commands
+        print("convscope: interrupted", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _main(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -51,9 +77,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConvscopeError as error:
         print(f"convscope: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("convscope: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         print(f"convscope: error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
@@ -68,6 +94,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as error:  # NotADirectoryError, a full disk, ...: one line, never a traceback
         where = f": {error.filename}" if error.filename else ""
         print(f"convscope: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    except RecursionError:  # a defence in depth: inputs are depth-checked (limits.MAX_SPEC_DEPTH)
+        print("convscope: error: the input is nested too deeply to process", file=sys.stderr)
         return 2
     except MemoryError as error:  # e.g. a model or input too large for this machine
         detail = str(error).splitlines()[0] if str(error) else "out of memory"

@@ -83,20 +83,23 @@ def rich_table(report, title: str = ""):
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_footer=False)
+    from rich.text import Text
+
+    # Every cell is Text, never markup: layer names and titles come from users' files ("[/x]").
+    table = Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD, show_footer=False)
     for header in HEADERS:
         table.add_column(header, justify="right" if header in NUMERIC else "left", no_wrap=True)
     for row in report.layers:
-        table.add_row(*_cells(row), style="dim" if row.container else None)
+        table.add_row(*map(Text, _cells(row)), style="dim" if row.container else None)
     table.add_section()
-    table.add_row(*_total_cells(report), style="bold")
+    table.add_row(*map(Text, _total_cells(report)), style="bold")
     return table
 
 
 def print_table(report, console, title: str = "", explain: bool = False) -> None:
     console.print(rich_table(report, title))
     for line in footer_lines(report):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     if explain:
         console.print()
         console.print(explain_text(report), highlight=False, markup=False, soft_wrap=True)

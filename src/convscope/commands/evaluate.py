@@ -59,6 +59,7 @@ def run(args) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not console.is_terminal:
@@ -70,8 +71,8 @@ def run(args) -> int:
     table = Table(title="confusion matrix (rows: true class, columns: predicted class)")
     table.add_column("true \\ predicted", style="bold")
     for name in result["class_names"]:
-        table.add_column(name, justify="right")
+        table.add_column(Text(name), justify="right")  # Text: class names are not markup
     for name, row in zip(result["class_names"], result["confusion_matrix"]):
-        table.add_row(name, *[str(v) if v else "·" for v in row])
+        table.add_row(Text(name), *[str(v) if v else "·" for v in row])
     console.print(table)
     return 0

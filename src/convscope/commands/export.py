@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument("--train-script", action="store_true",
                         help="write a stand-alone train.py (PyTorch only, no convscope) reproducing the "
                              "checkpoint's training, and its data and initial weights beside it (.npz)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite -o (and the .py beside a .pt) even if convscope did not write it")
     parser.set_defaults(handler=run)
 
 
@@ -38,6 +40,24 @@ def _format_of(output: str) -> str:
         raise ConvscopeError(f"-o must end in .onnx or .pt to choose the format, got {output!r}; "
                              "e.g. -o net.onnx or -o net.pt")
     return FORMATS[suffix]
+
+
+def _with_mark(data: bytes) -> bytes:
+    """The torch.save zip archive with files.MARK as its zip comment (readers ignore comments)."""
+    import io
+    import zipfile
+
+    from ..files import MARK
+
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.comment = b"written by " + MARK
+    return buffer.getvalue()
+
+
+def code_path_of(output: str) -> str:
+    """The generated module's path beside a .pt output."""
+    return os.path.splitext(output)[0] + ".py"
 
 
 def export_pt(model, output: str, source: str) -> str:
@@ -50,8 +70,7 @@ def export_pt(model, output: str, source: str) -> str:
 
     torch = require("torch", "export to .pt")
     check_built(model, "export")
-    stem, _ = os.path.splitext(output)
-    code_path = stem + ".py"
+    code_path = code_path_of(output)
     code = module_source(describe(model), input_shape=model.input_shape, dtype=str(model.dtype),
                          weights_file=os.path.basename(output), source=os.path.basename(source),
                          version=__version__)
@@ -59,7 +78,10 @@ def export_pt(model, output: str, source: str) -> str:
         raise ConvscopeError(f"cannot write {code_path} (the module code beside {output}): it is a folder")
     state = torch_state_dict(model, torch)
     # Temporary file and rename, as for checkpoints: a failed export never leaves half a file.
-    atomic_write(output, lambda handle: torch.save(state, handle))
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(output, lambda handle: handle.write(_with_mark(buffer.getvalue())))
     atomic_write(code_path, lambda handle: handle.write(code), mode="w")
     return code_path
 
@@ -75,9 +97,11 @@ def run(args) -> int:
     if output is None:
         raise ConvscopeError("-o FILE is required: -o net.onnx or -o net.pt (or --train-script)")
     kind = _format_of(output)
-    require_output_path(output, "net")
+    require_output_path(output, "net", [args.checkpoint], args.force)
+    if kind == "pt":
+        require_output_path(code_path_of(output), "net", [args.checkpoint], args.force)
     model = load_checkpoint(args.checkpoint).model
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)  # file names are not markup
     if kind == "onnx":
         from ..interop import to_onnx
         to_onnx(model, output)

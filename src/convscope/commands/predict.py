@@ -58,15 +58,16 @@ def run(args) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=max(console.width, 200), color_system=None)
-    table = Table(title=f"predictions of {args.checkpoint}")
+    table = Table(title=Text(f"predictions of {args.checkpoint}"))  # Text: file names are not markup
     table.add_column("file")
     table.add_column("label", justify="right")
     table.add_column("probability", justify="right")
     for item in results:
-        table.add_row(item["file"], item["class_name"], f"{100 * item['probability']:.1f}%")
+        table.add_row(Text(item["file"]), Text(item["class_name"]), f"{100 * item['probability']:.1f}%")
     console.print(table)
     return 0

@@ -31,7 +31,6 @@ from ..spec.text import looks_like_text_form, parse_text
 
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 CHECKPOINT_SUFFIXES = (".npz",)
-_MAX_SPEC_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -78,8 +77,9 @@ def _resolve(arg: str) -> Resolved:
 
     if os.path.isdir(arg):
         raise ConvscopeError(f"{arg} is a directory; give a spec file (.json/.yaml) or a checkpoint (.npz)")
-    if os.path.isfile(arg):
-        return _from_file(arg)
+    if os.path.exists(arg):  # a FIFO, a device, a link to one: refused by name, never opened
+        from ..files import require_regular
+        return _from_file(require_regular(arg, "model file"))
     if arg.lower() in zoo.names():
         model = zoo.load(arg.lower())
         return Resolved(model, model.declared_input, "zoo", arg.lower())
@@ -99,7 +99,8 @@ def _from_file(path: str) -> Resolved:
     lower = path.lower()
     if lower.endswith(CHECKPOINT_SUFFIXES):
         return _from_checkpoint(path)
-    with open(path, "rb") as handle:
+    from ..files import open_regular
+    with open_regular(path, "model file") as handle:
         head = handle.read(4)
     if not lower.endswith(SPEC_SUFFIXES) and head.startswith(b"PK"):
         return _from_checkpoint(path)  # .npz files are zip archives
@@ -115,12 +116,9 @@ def _from_file(path: str) -> Resolved:
 
 
 def _read_document(path: str):
-    size = os.path.getsize(path)
-    if size > _MAX_SPEC_BYTES:
-        raise ConvscopeError(f"{path} is {size:,} bytes, too large for a spec (at most "
-                             f"{_MAX_SPEC_BYTES:,}); is it a data file?")
-    with open(path, "rb") as handle:
-        raw = handle.read()
+    from ..files import read_regular
+
+    raw = read_regular(path, "spec file", "MAX_SPEC_BYTES")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -139,24 +137,69 @@ def _read_document(path: str):
         raise ConvscopeError(f"{path} holds a number with thousands of digits; sizes in a spec must be "
                              "ordinary integers such as 64") from None
     except RecursionError:
-        raise ConvscopeError(f"{path} is nested too deeply to be a spec") from None
+        from .. import limits
+        raise limits.too_deep(path) from None
+
+
+def _bounded_loader():
+    """A yaml.SafeLoader that refuses more than ``limits.MAX_YAML_ALIASES`` aliases, or a document
+    whose aliases expand to more than ``limits.MAX_YAML_NODES`` nodes ("billion laughs"); the
+    expanded size is counted on the composed node graph, before any Python object is built."""
+    import yaml
+
+    from .. import limits
+
+    class Loader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                Loader.aliases += 1
+                if Loader.aliases > limits.MAX_YAML_ALIASES:
+                    raise limits.exceeded("the YAML aliases (*name)", Loader.aliases, "MAX_YAML_ALIASES")
+            return super().compose_node(parent, index)
+
+        def construct_document(self, node):
+            sizes = {}
+            stack = [(node, False)]
+            while stack:  # expanded node count, post-order, memoised per node (aliases share nodes)
+                item, done = stack.pop()
+                if id(item) in sizes:
+                    continue
+                children = (item.value if isinstance(item, yaml.SequenceNode) else
+                            [n for pair in item.value for n in pair] if isinstance(item, yaml.MappingNode)
+                            else [])
+                if done:
+                    sizes[id(item)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+                    if sizes[id(item)] > limits.MAX_YAML_NODES:
+                        raise limits.exceeded("the YAML document, aliases expanded,", sizes[id(item)],
+                                              "MAX_YAML_NODES", "nodes")
+                else:
+                    stack.append((item, True))
+                    stack.extend((c, False) for c in children if id(c) not in sizes)
+            return super().construct_document(node)
+
+    return Loader
 
 
 def _parse_yaml(path: str, text: str):
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_bounded_loader())  # a SafeLoader: no Python tags
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "cannot be parsed"
         raise ConvscopeError(f"{path} is not valid YAML: {problem}{where}") from None
+    except ConvscopeError as error:
+        raise ConvscopeError(f"{path}: {error}") from None
     except (ValueError, OverflowError):  # an integer longer than the 4,300-digit conversion limit
         raise ConvscopeError(f"{path} holds a number with thousands of digits; sizes in a spec must be "
                              "ordinary integers such as 64") from None
     except RecursionError:
-        raise ConvscopeError(f"{path} is nested too deeply to be a spec") from None
+        from .. import limits
+        raise limits.too_deep(path) from None
 
 
 def _from_checkpoint(path: str) -> Resolved:

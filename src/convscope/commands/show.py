@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConvscopeError
+from ..files import check_output
 
 
 def register(subparsers) -> None:
@@ -30,12 +31,16 @@ def register(subparsers) -> None:
     detail.add_argument("--stages", action="store_true",
                         help="fold activations, norms and dropout into the box before them")
     arch.add_argument("-o", "--output", default="net.svg", help="file to write: .svg, .png or .pdf")
+    arch.add_argument("--force", action="store_true",
+                        help="overwrite -o even if it is a file convscope did not write")
     arch.set_defaults(handler=run_architecture)
 
     filt = kinds.add_parser("filters", help="learned kernels of a conv layer")
     filt.add_argument("checkpoint", metavar="CHECKPOINT")
     filt.add_argument("--layer", metavar="NAME", help="dotted layer name (default: the first conv layer)")
     filt.add_argument("-o", "--output", default="filters.png", help="file to write: .png, .svg or .pdf")
+    filt.add_argument("--force", action="store_true",
+                        help="overwrite -o even if it is a file convscope did not write")
     filt.set_defaults(handler=run_filters)
 
     maps = kinds.add_parser("featuremaps", help="a layer's activation maps for one image")
@@ -43,11 +48,15 @@ def register(subparsers) -> None:
     maps.add_argument("image", metavar="IMAGE")
     maps.add_argument("--layer", metavar="NAME", help="dotted layer name (default: the first conv layer)")
     maps.add_argument("-o", "--output", default="maps.png", help="file to write: .png, .svg or .pdf")
+    maps.add_argument("--force", action="store_true",
+                        help="overwrite -o even if it is a file convscope did not write")
     maps.set_defaults(handler=run_featuremaps)
 
     curv = kinds.add_parser("curves", help="loss and accuracy per epoch from history.json")
     curv.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `convscope train --out`")
     curv.add_argument("-o", "--output", default="curves.png", help="file to write: .png, .svg or .pdf")
+    curv.add_argument("--force", action="store_true",
+                        help="overwrite -o even if it is a file convscope did not write")
     curv.set_defaults(handler=run_curves)
 
 
@@ -56,10 +65,12 @@ def _done(path: str, what: str) -> int:
     return 0
 
 
-def _check_output(path: str, allowed=(".png", ".svg", ".pdf")) -> str:
+def _check_output(path: str, allowed=(".png", ".svg", ".pdf"), inputs=(), force=False) -> str:
+    """Checked before any work: the suffix, and files.check_output (inputs, links, --force)."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in allowed:
         raise ConvscopeError(f"-o must end in {', '.join(allowed)}, got {path!r}")
+    check_output(path, inputs, force)
     return path
 
 
@@ -74,7 +85,8 @@ def run_architecture(args) -> int:
     from .resolve import resolve
     from ..viz import save_architecture
 
-    path = _check_output(args.output)
+    path = _check_output(args.output, inputs=[args.model] if os.path.exists(args.model) else [],
+                         force=args.force)
     found = resolve(args.model, args.input)
     if found.input_shape is None:
         raise ConvscopeError(f"{found.label!r} does not say its input size; add --input such as --input 3x32x32")
@@ -86,24 +98,25 @@ def run_architecture(args) -> int:
 def run_filters(args) -> int:
     from ..viz import filters, save_figure
 
-    path = _check_output(args.output)
+    path = _check_output(args.output, inputs=[args.checkpoint], force=args.force)
     checkpoint = _load(args.checkpoint)
-    save_figure(filters(checkpoint, args.layer), path)
+    save_figure(filters(checkpoint, args.layer), path, [args.checkpoint], args.force)
     return _done(path, "filters")
 
 
 def run_featuremaps(args) -> int:
     from ..viz import featuremaps, save_figure
 
-    path = _check_output(args.output)
+    path = _check_output(args.output, inputs=[args.checkpoint, args.image], force=args.force)
     checkpoint = _load(args.checkpoint)
-    save_figure(featuremaps(checkpoint, args.image, args.layer), path)
+    save_figure(featuremaps(checkpoint, args.image, args.layer), path, [args.checkpoint, args.image], args.force)
     return _done(path, "feature maps")
 
 
 def run_curves(args) -> int:
     from ..viz import curves, save_figure
 
-    path = _check_output(args.output)
-    save_figure(curves(args.run_dir), path)
+    history = os.path.join(args.run_dir, "history.json") if os.path.isdir(args.run_dir) else args.run_dir
+    path = _check_output(args.output, inputs=[history], force=args.force)
+    save_figure(curves(args.run_dir), path, [history], args.force)
     return _done(path, "training curves")

@@ -68,9 +68,33 @@ def _ints(text, option: str, allow_words=()):
     return values[0] if len(values) == 1 else values
 
 
+def _check_terms(args) -> None:
+    """Bound the terms a trace would print (``limits.MAX_TRACE_TERMS``) before computing it:
+    every output sums at most one weight (or window cell) per padded input value."""
+    import numpy as np
+
+    from .. import limits
+    from ..trace.values import parse_values
+
+    x = parse_values(args.x, "--x")
+    pad = _ints(args.padding, "--padding", ("same", "valid"))
+    n = 1 if args.kind in ("conv1d", "linear") else 2
+    spatial = x.shape[-n:] if x.ndim >= n else x.shape
+    pads = (0,) * n if isinstance(pad, str) else pad if isinstance(pad, tuple) else (pad,) * n
+    padded = x.size // max(1, int(np.prod(spatial)))
+    for size, p in zip(spatial, tuple(pads) + (0,) * n):
+        padded *= int(size) + 2 * int(p)
+    per_output = parse_values(args.w, "--w").size if args.w is not None else 1
+    if args.kind == "maxpool2d" and args.kernel_size is not None:
+        k = _ints(args.kernel_size, "--kernel-size")
+        per_output = k * k if isinstance(k, int) else k[0] * k[-1]
+    limits.check("the terms this trace would print", padded * per_output, "MAX_TRACE_TERMS")
+
+
 def build_trace(args):
     from ..trace import trace_conv1d, trace_conv2d, trace_linear, trace_maxpool2d
     kind = args.kind
+    _check_terms(args)
     stride = _ints(args.stride, "--stride")
     dilation = _ints(args.dilation, "--dilation")
     if kind == "maxpool2d":

@@ -97,8 +97,11 @@ def _train(args, world) -> int:
     from ..train.distributed import PeerLost
     from ..train.trainer import BEST, TrainingInterrupted, evaluate_arrays, fit
 
+    from .. import limits
     if args.epochs < 1:
         raise ConvscopeError(f"--epochs must be at least 1, got {args.epochs}")
+    limits.check("--epochs", args.epochs, "MAX_EPOCHS")
+    limits.check("--warmup", args.warmup, "MAX_EPOCHS")
     if args.lr is not None and not args.lr > 0:
         raise ConvscopeError(f"--lr must be greater than 0, got {args.lr:g}; try 0.001")
     model = None
@@ -106,6 +109,9 @@ def _train(args, world) -> int:
         from .resolve import resolve
         model = resolve(args.model).model
     data = load_data(args.data)
+    if len(set(data.train.y.tolist())) < 2:
+        print(f"convscope: warning: every training label of {data.name} is the same class; the model can "
+              "only learn to answer that class", file=sys.stderr)
     out = args.out or _default_out(args.data)
     try:
         result = fit(model, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -119,13 +125,13 @@ def _train(args, world) -> int:
     except TrainingInterrupted as stop:
         if world is None or world.is_main:
             print(f"convscope: {stop}", file=sys.stderr)
-        return 130
+        return 128 + int(stop.signum)  # 130 for Ctrl-C, 143 for SIGTERM
     if world is not None and not world.is_main:
         return 0
     best = load_checkpoint(os.path.join(out, BEST))
     x_test = preprocessing.normalize(data.test.x, best.preprocessing, dtype=best.model.dtype)
     _, test_accuracy, _ = evaluate_arrays(best.model, x_test, data.test.y)
-    if not args.quiet:
+    if not args.quiet and test_accuracy is not None:
         print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}% at epoch {result.best_epoch}; "
               f"test accuracy of {os.path.join(out, BEST)}: {100 * test_accuracy:.2f}% "
               f"({len(data.test)} samples)")

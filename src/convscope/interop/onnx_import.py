@@ -45,6 +45,7 @@ from ..layers.base import Layer, _check_shape
 from ..layers.containers import Concat, Residual, Sequential
 from ..ops.pool import adaptive_matrix
 from ..shapes import prod, same_padding
+from .onnx_checks import constant_value, read_attrs, tensor_array
 from .optional import require
 
 #: Ops read by the converters below (one-to-one ops come from the registry: one_to_one()).
@@ -69,15 +70,24 @@ _PROBE_BATCHES = (7919, 7907)
 
 
 def _load(path: str, onnx):
+    from ..files import read_regular
+    from .onnx_checks import check_model
+
     path = require_file(path, "ONNX file", "give the .onnx file inside it")
+    raw = read_regular(path, "ONNX file")  # size within limits.MAX_DECODED_BYTES
     try:
-        proto = onnx.load(path)
+        proto = onnx.load_model_from_string(raw)
     except Exception as error:  # protobuf's DecodeError and friends: the bytes are not a model
         raise ConvscopeError(f"{path} is not an ONNX model: it does not parse as one "
                              f"({type(error).__name__}); give a .onnx file such as to_onnx writes") from None
     if proto.ir_version < 1 or not proto.HasField("graph") or not proto.opset_import:
         raise ConvscopeError(f"{path} is not an ONNX model: it has no graph or opset; give a .onnx file "
                              "such as to_onnx writes")
+    check_model(onnx, proto, path)  # declared sizes and external data, before decoding any tensor
+    try:
+        onnx.external_data_helper.load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+    except Exception as error:
+        raise ConvscopeError(f"{path}: its external data cannot be read ({str(error)[:100]})") from None
     return proto
 
 
@@ -89,7 +99,8 @@ class _Reader:
         self.path = path
         graph = proto.graph
         self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1)
-        self.consts: Dict[str, np.ndarray] = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.consts: Dict[str, np.ndarray] = {t.name: tensor_array(onnx, t, f"{path}: initializer")
+                                              for t in graph.initializer}
         self.nodes = []
         self.shape_nodes: Dict[str, object] = {}  # output name -> node computing a shape value
         unsupported = collections.Counter()
@@ -128,10 +139,7 @@ class _Reader:
 
     # ----- graph helpers --------------------------------------------------------------------
     def _constant_value(self, node) -> np.ndarray:
-        attribute = node.attribute[0]
-        if attribute.name == "value":
-            return self.onnx.numpy_helper.to_array(attribute.t)
-        return np.asarray(self.onnx.helper.get_attribute_value(attribute))
+        return constant_value(self.onnx, node, lambda: f"{self.path}: {self.name(node)}")
 
     def activations(self, node) -> List[str]:
         return [name for name in node.input if name and name not in self.consts and name not in self.shape_nodes]
@@ -175,7 +183,7 @@ class _Reader:
         return np.asarray(args[0]).astype(np.int64)  # Cast, Identity
 
     def attrs(self, node) -> Dict:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        return read_attrs(self.onnx, node, lambda: f"{self.path}: {self.name(node)}")
 
     def name(self, node) -> str:
         return f"{node.op_type} node {node.name!r}" if node.name else f"a {node.op_type} node"

@@ -29,12 +29,27 @@ class Parameter:
     """A learned array. ``value`` is the live array the layer computes with; ``grad`` has the
     same shape and dtype and is overwritten (never accumulated) by each backward pass."""
 
-    __slots__ = ("name", "value", "grad")
+    __slots__ = ("name", "_value", "grad")
 
     def __init__(self, name: str, value: np.ndarray):
         self.name = name
-        self.value = value
+        self._value = value
         self.grad = np.zeros_like(value)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._value
+
+    @value.setter
+    def value(self, new) -> None:
+        # Replacing the array is allowed (the layer computes with whatever is here), but only with
+        # one of the same shape and a real floating dtype: a (1,) bias would broadcast silently.
+        new = np.asarray(new)
+        if new.shape != self._value.shape or new.dtype.kind != "f":
+            raise ConvscopeError(f"parameter {self.name!r} must stay a floating-point array of shape "
+                                 f"{self._value.shape}, got {new.dtype} {new.shape}; update it in place "
+                                 f"(p.value[...] = ...) or load a matching state dict")
+        self._value = new
 
     @property
     def shape(self) -> Shape:
@@ -239,6 +254,7 @@ class Layer:
 
     def _build(self, input_shape: Shape, rng: np.random.Generator, dtype: np.dtype) -> Shape:
         output = self.output_shape(input_shape)  # validates before anything is allocated
+        _check_sizes(self, input_shape)
         self.input_shape = input_shape
         self.dtype = dtype
         values = self.init_parameters(input_shape, rng)
@@ -276,6 +292,9 @@ class Layer:
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
         """Compute the output for a batch ``x`` of shape ``(N, *input_shape)``."""
         x = self._check_input(x)
+        if train and x.shape[0] == 0:  # backward would have nothing to average over
+            raise ConvscopeError(f"{self.type_name}: a training forward pass needs at least one sample, got "
+                                 "an empty batch")
         return self._forward(x, train)
 
     __call__ = forward
@@ -370,6 +389,8 @@ class Layer:
             raise ConvscopeError(f"state dict does not match the model: {'; '.join(parts)}")
         for name, array in state.items():
             array = np.asarray(array)
+            if array.dtype.kind not in "fiu" and (name in targets or name in buffers):
+                raise ConvscopeError(f"state dict entry {name!r} holds {array.dtype} values; give real numbers")
             if name in targets:
                 p = targets[name]
                 if array.shape != p.value.shape:
@@ -464,6 +485,20 @@ def _same_value(a, b) -> bool:
     if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
         return a is b
     return a == b
+
+
+def _check_sizes(layer: "Layer", input_shape: Shape) -> None:
+    """Refuse, before allocating, a parameter or buffer beyond ``limits.MAX_TENSOR_VALUES``
+    (a spec asking for 10**30 channels is an error, not a NumPy traceback or a swap storm)."""
+    from .. import limits
+
+    for name, shape in {**layer.param_shapes(input_shape), **layer.buffer_shapes(input_shape)}.items():
+        values = 1
+        for s in shape:
+            values *= int(s)
+        if values > limits.MAX_TENSOR_VALUES:
+            raise limits.exceeded(f"{layer.type_name}: its {name} of shape {'×'.join(map(str, shape))}",
+                                  values, "MAX_TENSOR_VALUES", "values")
 
 
 def _check_shape(input_shape) -> Shape:

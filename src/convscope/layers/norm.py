@@ -22,8 +22,8 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
 
 
 def _positive_number(value, name: str, type_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ConvscopeError(f"{type_name}: {name} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
+        raise ConvscopeError(f"{type_name}: {name} must be a positive number, and finite, got {value!r}")
     return float(value)
 
 
@@ -277,8 +277,8 @@ class LocalResponseNorm(Layer):
             raise ConvscopeError(f"{name}: size must be a positive integer (channels in the window), "
                                  f"got {size!r}")
         for arg, value in (("alpha", alpha), ("beta", beta)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise ConvscopeError(f"{name}: {arg} must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+                raise ConvscopeError(f"{name}: {arg} must be a finite number, got {value!r}")
         self.size = size
         self.alpha = float(alpha)
         self.beta = float(beta)

@@ -79,6 +79,30 @@ def _check_keys(kwargs: dict, allowed: set, path: str) -> None:
             raise ConvscopeError(f"{path}: unknown key {key!r}{_suggest(key, allowed)}")
 
 
+def check_document(value: Any, where: str = "spec", count_layers: bool = True) -> None:
+    """Walk a JSON-like document without recursion: nesting at most ``limits.MAX_SPEC_DEPTH``
+    and at most ``limits.MAX_LAYERS`` layer entries. A document that contains itself (possible
+    from Python) has unbounded depth and is refused the same way."""
+    from .. import limits
+
+    stack, layers = [(value, 0)], 0
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if count_layers and "type" in item:
+                layers += 1
+                if layers > limits.MAX_LAYERS:
+                    raise limits.exceeded(f"{where}: the number of layers", layers, "MAX_LAYERS")
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth >= limits.MAX_SPEC_DEPTH:
+            raise limits.exceeded(f"{where}: the nesting depth", depth + 1, "MAX_SPEC_DEPTH", "levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def from_spec(spec: Any) -> Layer:
     """Model from a spec document ``{"input": [C, H, W] (optional), "layers": [...]}`` (a
     Sequential) or ``{"input"?, "type": "graph", "nodes": [...], "outputs": [...]}`` (a Graph).
@@ -86,6 +110,7 @@ def from_spec(spec: Any) -> Layer:
     A bare list of layer entries is accepted too. The model is unbuilt; when the spec has an
     ``input``, ``model.build()`` needs no argument.
     """
+    check_document(spec)
     if isinstance(spec, list):
         spec = {"layers": spec}
     if not isinstance(spec, dict):

@@ -25,7 +25,22 @@ MINUS = "\u2212"
 
 def parse_values(text, name: str) -> np.ndarray:
     """Parse ``text`` (see the module docstring) into a float64 array; ``name`` is the option
-    (``"--x"``) used in error messages. Arrays and lists pass through, checked the same way."""
+    (``"--x"``) used in error messages. Arrays and lists pass through, checked the same way.
+    Text holds at most ``limits.MAX_TRACE_VALUES`` values (a trace typed on a command line is
+    read by a person); arrays from a program (the explorer traces a unit of a real layer, 4,608
+    terms for ResNet-18's last conv) are already in memory and bounded by their caller."""
+    from .. import limits
+
+    if not isinstance(text, str):
+        return _parse_values(text, name)
+    # Checked on the text first, so nothing large is ever parsed.
+    limits.check(f"{name}'s length", len(text), "MAX_TRACE_CHARS", "characters")
+    array = _parse_values(text, name)
+    limits.check(f"{name}: the number of values (a trace is for reading)", array.size, "MAX_TRACE_VALUES")
+    return array
+
+
+def _parse_values(text, name: str) -> np.ndarray:
     if isinstance(text, np.ndarray) or isinstance(text, (list, tuple, int, float)):
         return _as_array(text, name, repr(text))
     if not isinstance(text, str) or not text.strip():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -112,26 +111,34 @@ def save_checkpoint(path, model, *, input_shape=None, preprocessing: Optional[Di
     return path
 
 
+def _check_arrays(headers) -> None:
+    """Checkpoint arrays are real floating-point (optimizer step counters may be integers), and
+    the description is one string within ``limits.MAX_SPEC_BYTES``."""
+    from .. import limits
+
+    for name, (shape, dtype) in headers.items():
+        if name == META_KEY:
+            if dtype.kind != "U" or shape != ():
+                raise ConvscopeError(f"its {META_KEY!r} entry is {dtype} {shape}, not a string")
+            limits.check("its description's size", dtype.itemsize, "MAX_SPEC_BYTES", "bytes")
+        elif dtype.kind in "iu" and (name.startswith(OPTIM_PREFIX) or name.endswith("num_batches_tracked")):
+            continue  # step counters (optimizer, batch norm) are integers by the format
+        elif dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+            what = "complex" if dtype.kind == "c" else str(dtype)
+            raise ConvscopeError(f"array {name!r} holds {what} values; checkpoints hold real floating-point "
+                                 "arrays only")
+
+
 def read_checkpoint(path) -> tuple:
-    """(meta dict, {name: array}) of a checkpoint file, validated; no model is built."""
+    """(meta dict, {name: array}) of a checkpoint file, validated; no model is built.
+
+    Every check a later consumer relies on happens here, once: the archive's declared sizes
+    and dtypes (before decompressing), finite values, and the description's schema
+    (:func:`check_description`)."""
+    from ..npzfile import load_npz_arrays
+
     path = require_file(path, "checkpoint", f"give the checkpoint file inside it, e.g. {os.fspath(path)}/model.npz")
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic != b"PK\x03\x04":
-        what = "an empty file" if not magic else "not an .npz archive"
-        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is {what}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except zipfile.BadZipFile as error:
-        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is truncated or not an .npz "
-                             f"archive ({error})") from None
-    except (ValueError, OSError, EOFError) as error:
-        if "pickle" in str(error):
-            raise ConvscopeError(f"{path} holds pickled objects; convscope never loads those, so it is "
-                                 "not a convscope checkpoint") from None
-        raise ConvscopeError(f"{path} is not a convscope checkpoint: it is truncated or not an .npz "
-                             f"archive ({error})") from None
+    arrays = load_npz_arrays(path, "convscope checkpoint", _check_arrays)
     if META_KEY not in arrays:
         raise ConvscopeError(f"{path} is an .npz archive but not a convscope checkpoint (it has no "
                              f"{META_KEY!r} entry); save checkpoints with convscope train or save_checkpoint")
@@ -139,23 +146,72 @@ def read_checkpoint(path) -> tuple:
         meta = json.loads(str(arrays.pop(META_KEY)))
     except (json.JSONDecodeError, TypeError) as error:
         raise ConvscopeError(f"{path}: the checkpoint's description is not valid JSON ({error})") from None
+    except RecursionError:
+        from .. import limits
+        raise limits.too_deep(f"{path}: the checkpoint's description") from None
+    except ValueError:  # an integer beyond Python's 4,300-digit conversion limit
+        raise ConvscopeError(f"{path}: the checkpoint's description holds a number with thousands of digits; "
+                             "the file is damaged or was edited by hand") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConvscopeError(f"{path} is not a convscope checkpoint (its description lacks "
                              f"format={FORMAT!r})")
     version = meta.get("version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise ConvscopeError(f"{path}: the checkpoint's version must be an integer, got {version!r}; "
+        raise ConvscopeError(f"{path}: the checkpoint's version must be an integer, got {str(version)[:40]!r}; "
                              "the file is damaged or was edited by hand")
     if version > VERSION:
         raise ConvscopeError(f"{path} is a version-{meta['version']} checkpoint; this convscope reads up "
                              f"to version {VERSION}: upgrade convscope")
-    _check_meta_types(meta, path)
+    check_description(meta, path)
+    for name, array in arrays.items():
+        if not np.all(np.isfinite(array)):
+            raise ConvscopeError(f"{path}: array {name!r} holds NaN or infinite values; the checkpoint is "
+                                 "damaged (or was saved after training diverged)")
     return meta, arrays
 
 
 #: Entries of the description and the JSON types they must have (None is allowed for all but spec).
 _META_TYPES = {"spec": (dict, list), "input_shape": list, "dtype": str, "preprocessing": dict,
                "class_names": list, "epoch": int, "training": dict, "optimizer": dict, "rng": dict}
+
+
+def _damaged(path: str, what: str) -> ConvscopeError:
+    return ConvscopeError(f"{path}: the checkpoint's {what}; the file is damaged or was edited by hand")
+
+
+def check_description(meta: Dict, path: str) -> None:
+    """The one schema of a checkpoint's description: JSON types, nesting within
+    ``limits.MAX_SPEC_DEPTH``, input shape, dtype, class names, epoch, preprocessing (finite,
+    sized within ``limits.MAX_IMAGE_SIDE``). After it, every consumer may trust the description."""
+    from .. import limits
+    from ..spec.document import check_document
+
+    try:
+        check_document(meta, "the checkpoint's description", count_layers=False)
+        check_document(meta.get("spec"), "the checkpoint's spec")
+    except ConvscopeError as error:
+        raise ConvscopeError(f"{path}: {error}") from None
+    _check_meta_types(meta, path)
+    shape = meta.get("input_shape")
+    if shape is not None and (not 1 <= len(shape) <= 3 or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= limits.MAX_TENSOR_VALUES for s in shape)):
+        raise _damaged(path, f"input_shape must be 1 to 3 positive sizes, got {str(shape)[:60]}")
+    names = meta.get("class_names")
+    if names is not None:
+        if len(names) > limits.MAX_CLASSES:
+            raise ConvscopeError(f"{path}: " + str(limits.exceeded("the number of class names", len(names),
+                                                                   "MAX_CLASSES")))
+        if any(len(n) > limits.MAX_NAME_CHARS for n in names):
+            raise _damaged(path, f"class names must be at most {limits.MAX_NAME_CHARS:,} characters "
+                                 "(limits.MAX_NAME_CHARS)")
+    epoch = meta.get("epoch")
+    if epoch is not None and not 0 <= epoch <= limits.MAX_EPOCHS:
+        raise _damaged(path, f"epoch must be from 0 to {limits.MAX_EPOCHS:,}, got {str(epoch)[:40]}")
+    if meta.get("preprocessing") is not None:
+        try:
+            prep_mod.validate(meta["preprocessing"])
+        except ConvscopeError as error:
+            raise ConvscopeError(f"{path}: {error}") from None
 
 
 def _check_meta_types(meta: Dict, path: str) -> None:
@@ -211,19 +267,12 @@ def load_checkpoint(path) -> Checkpoint:
     except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise ConvscopeError(f"{path}: the checkpoint's description is incomplete or damaged "
                              f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
-    except RecursionError:
-        raise ConvscopeError(f"{path}: the checkpoint's spec is nested too deeply to be a model") from None
     optimizer_state = None
     if meta.get("optimizer"):
         optimizer_state = dict(meta["optimizer"])
         optimizer_state["arrays"] = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items()
                                      if k.startswith(OPTIM_PREFIX)}
-    prep = meta.get("preprocessing")
-    if prep is not None:
-        try:
-            prep = prep_mod.validate(prep)
-        except ConvscopeError as error:
-            raise ConvscopeError(f"{path}: {error}") from None
+    prep = meta.get("preprocessing")  # validated by check_description
     return Checkpoint(path=path, model=model, spec=meta["spec"], input_shape=shape,
                       preprocessing=prep,
                       class_names=meta.get("class_names"), epoch=meta.get("epoch"),

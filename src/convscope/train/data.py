@@ -25,11 +25,9 @@ on every machine.
 from __future__ import annotations
 
 import difflib
-import gzip
 import os
 import re
 import struct
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -93,6 +91,8 @@ def from_arrays(x, y, class_names: Optional[Sequence[str]] = None, preprocessing
                 test_fraction: float = 0.2, val_fraction: float = 0.1) -> Data:
     """Split labelled arrays into train / val / test (see the module docstring for the rule)."""
     x, y = _check_arrays(x, y, name)
+    if x_test is None and len(y) < 2:
+        raise ConvscopeError(f"{name}: a data set needs at least 2 samples to train and test on, got {len(y)}")
     for label, value in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if not 0 <= value < 1:
             raise ConvscopeError(f"{label} must be in [0, 1), got {value!r}")
@@ -106,6 +106,11 @@ def from_arrays(x, y, class_names: Optional[Sequence[str]] = None, preprocessing
         if highest >= MAX_CLASSES:  # one output per class: a stray huge label would eat all memory
             raise ConvscopeError(f"{name}: labels go up to {highest:,}, i.e. that many classes; labels must "
                                  f"be class indices 0..N-1 with N at most {MAX_CLASSES:,}")
+        present = len(np.union1d(y, y_test if y_test is not None else []))
+        if highest + 1 > 2 * present:  # most classes empty: a corrupt label, not a real class count
+            raise ConvscopeError(f"{name}: labels go up to {highest}, but only {present} of the {highest + 1} "
+                                 f"classes 0..{highest} occur; a label is corrupt (labels must be class "
+                                 "indices 0..N-1)")
         class_names = [str(i) for i in range(highest + 1)]
     class_names = [str(c) for c in class_names]
     if highest >= len(class_names):
@@ -130,7 +135,11 @@ def from_arrays(x, y, class_names: Optional[Sequence[str]] = None, preprocessing
 
 
 def _check_arrays(x, y, name: str) -> Tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x), np.asarray(y)
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except ValueError:  # a ragged nested list
+        raise ConvscopeError(f"{name}: images and labels must be rectangular arrays (every image the same "
+                             "shape); got a ragged list") from None
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
@@ -143,6 +152,8 @@ def _check_arrays(x, y, name: str) -> Tuple[np.ndarray, np.ndarray]:
                              f"shape {y.shape}")
     if x.shape[0] == 0:
         raise ConvscopeError(f"{name}: the data set is empty")
+    from .. import limits
+    limits.check(f"{name}: the images as float32", x.size * 4, "MAX_DECODED_BYTES", "bytes")
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":
@@ -178,15 +189,53 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2, val_fraction: float =
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        raw = handle.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise ConvscopeError(f"{path}: the gzip stream is truncated or corrupt ({error})") from None
-    return raw
+def _read_bytes(path: str, declared=None) -> bytes:
+    """A regular file's bytes, gunzipped when it starts with gzip's magic, never more than
+    ``limits.MAX_DECODED_BYTES`` (checked on the file size, then while decompressing).
+    ``declared(head)`` may return the size the first bytes promise, refused before inflating."""
+    from .. import limits
+    from ..files import read_regular
+
+    raw = read_regular(path, "data file")
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    budget = limits.MAX_DECODED_BYTES
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        if declared is not None:
+            head = inflater.decompress(raw, 1024)
+            promised = declared(head)
+            if promised is not None:
+                limits.check(f"{path}: the size its header declares", promised, "MAX_DECODED_BYTES", "bytes")
+            out, tail = bytearray(head), inflater.unconsumed_tail or (inflater.unused_data if inflater.eof else b"")
+        else:
+            out, tail = bytearray(), raw
+        while tail:  # in 16 MiB steps: never more than the budget is held
+            if inflater.eof:  # concatenated gzip members (as `cat a.gz b.gz` makes) are one stream
+                tail = inflater.unused_data
+                if not tail.startswith(b"\x1f\x8b"):
+                    break  # trailing bytes after the stream: ignored, as gzip(1) does
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += inflater.decompress(tail, 1 << 24)
+            tail = inflater.unconsumed_tail or (inflater.unused_data if inflater.eof else b"")
+            if len(out) > budget:
+                raise limits.exceeded(f"{path}: the decompressed data", len(out), "MAX_DECODED_BYTES", "bytes")
+        if not inflater.eof:
+            raise zlib.error("the stream ends early")
+    except zlib.error as error:
+        raise ConvscopeError(f"{path}: the gzip stream is truncated or corrupt ({error})") from None
+    return bytes(out)
+
+
+def _idx_declared(head: bytes):
+    """Bytes an IDX header promises (header included), or None if it is not an IDX header."""
+    if len(head) < 4 or head[2] not in _IDX_TYPES or len(head) < 4 + 4 * head[3]:
+        return None
+    dims = struct.unpack(f">{head[3]}I", head[4:4 + 4 * head[3]])
+    values = 1
+    for d in dims:  # Python integers: 65536**4 does not wrap to 0 as int64 products did
+        values *= d
+    return 4 + 4 * len(dims) + values * np.dtype(_IDX_TYPES[head[2]]).itemsize
 
 
 def read_idx(path) -> np.ndarray:
@@ -196,7 +245,7 @@ def read_idx(path) -> np.ndarray:
     dimensions, then each dimension as a big-endian 32-bit integer; the data follow.
     """
     path = os.fspath(path)
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, _idx_declared)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ConvscopeError(f"{path} is not an IDX file: expected the magic number 0x0000 plus a type "
                              f"code 08-0E, got {raw[:4].hex() or 'an empty file'}")
@@ -206,7 +255,7 @@ def read_idx(path) -> np.ndarray:
         raise ConvscopeError(f"{path}: the IDX header is truncated or has 0 dimensions")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = _idx_declared(raw[:header]) - header
     if len(raw) - header != expected:
         raise ConvscopeError(f"{path}: the header promises {format_shape(dims)} values "
                              f"({format_count(expected)} bytes) but the file holds "
@@ -320,17 +369,10 @@ def load_cifar10(path, seed: int = 0, val_fraction: float = 0.1, test_fraction: 
 # ----- .npz -----------------------------------------------------------------------------------
 def load_npz(path, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Data:
     """An ``.npz`` with ``x`` and ``y`` (optionally ``x_test``, ``y_test``, ``class_names``)."""
+    from ..npzfile import load_npz_arrays
+
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error):
-            raise ConvscopeError(f"{path} holds pickled objects, which convscope never loads; save plain "
-                                 "numeric arrays with np.savez(path, x=..., y=...)") from None
-        raise ConvscopeError(f"{path} is not a readable .npz file: {error}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ConvscopeError(f"{path} is not a readable .npz file (truncated or corrupt): {error}") from None
+    arrays = load_npz_arrays(path, "data .npz file")
     for key in ("x", "y"):
         if key not in arrays:
             raise ConvscopeError(f"{path}: expected arrays 'x' (images) and 'y' (labels), found "
@@ -377,11 +419,20 @@ def load_image_folder(path, seed: int = 0, val_fraction: float = 0.1, test_fract
     if len(classes) < 2:
         raise ConvscopeError(f"{path}: an image folder needs one sub-folder per class and at least 2 "
                              f"classes, found {len(classes)}")
-    images = [prep_mod.open_image(f) for f, _ in files]
-    gray = all(im.mode in _GRAY_MODES for im in images)
-    width, height = Counter(im.size for im in images).most_common(1)[0][0]
+    from .. import limits
+
+    # Headers first (size and mode only); then each image is decoded, resized and dropped in turn,
+    # so memory holds one decoded image plus the resized array, whose size is checked up front.
+    headers = []
+    for f, _ in files:
+        with prep_mod.open_image(f, load=False) as im:
+            headers.append((im.mode, im.size))
+    gray = all(mode in _GRAY_MODES for mode, _ in headers)
+    width, height = Counter(size for _, size in headers).most_common(1)[0][0]
+    limits.check(f"{path}: the images at the common size {width}×{height}",
+                 len(files) * (1 if gray else 3) * width * height * 4, "MAX_DECODED_BYTES", "bytes")
     prep = prep_mod.make(1 if gray else 3, (height, width), (0.0, 255.0), invert=False)
-    x = np.stack([prep_mod.image_to_raw(im, prep) for im in images])
+    x = np.stack([prep_mod.image_to_raw(prep_mod.open_image(f), prep, f) for f, _ in files])
     y = np.array([label for _, label in files], dtype=np.int64)
     return from_arrays(x, y, classes, prep, name=path, seed=seed, test_fraction=test_fraction,
                        val_fraction=val_fraction)

@@ -56,26 +56,37 @@ def make(channels: int, size, value_range=(0.0, 255.0), invert="auto", crop="non
 
 
 def validate(prep) -> Dict:
-    """Check a preprocessing dict read from a checkpoint or given by a user."""
+    """Check a preprocessing dict read from a checkpoint or given by a user: types, ranges,
+    finiteness, and a size within ``limits.MAX_IMAGE_SIDE``."""
+    from .. import limits
+
     if not isinstance(prep, dict) or not _KEYS <= set(prep):
         missing = sorted(_KEYS - set(prep)) if isinstance(prep, dict) else sorted(_KEYS)
         raise ConvscopeError(f"preprocessing must be an object with {', '.join(sorted(_KEYS))}; "
                              f"missing {', '.join(missing)}")
     c = prep["channels"]
-    if c not in (1, 3):
-        raise ConvscopeError(f"preprocessing channels must be 1 (grayscale) or 3 (RGB), got {c!r}")
+    if isinstance(c, bool) or c not in (1, 3):
+        raise ConvscopeError(f"preprocessing channels must be 1 (grayscale) or 3 (RGB), got {str(c)[:40]}")
     size = prep["size"]
     if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(s, int) and s > 0 for s in size)):
-        raise ConvscopeError(f"preprocessing size must be [height, width] in pixels, got {size!r}")
-    if prep["invert"] not in (True, False, "auto"):
-        raise ConvscopeError(f"preprocessing invert must be true, false or \"auto\", got {prep['invert']!r}")
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise ConvscopeError(f"preprocessing size must be [height, width] in pixels, got {str(size)[:60]}")
+    for side in size:
+        limits.check("preprocessing size", side, "MAX_IMAGE_SIDE", "pixels")
+    if prep["invert"] not in (True, False, "auto") or prep["invert"] in (0, 1) and not isinstance(prep["invert"], bool):
+        raise ConvscopeError(f"preprocessing invert must be true, false or \"auto\", got {str(prep['invert'])[:40]}")
     if prep["crop"] not in ("none", "ink"):
-        raise ConvscopeError(f"preprocessing crop must be \"none\" or \"ink\", got {prep['crop']!r}")
+        raise ConvscopeError(f"preprocessing crop must be \"none\" or \"ink\", got {str(prep['crop'])[:40]}")
+    span = prep["range"]
+    if not isinstance(span, (list, tuple)) or len(span) != 2 or not all(limits.is_finite_number(v, 1e30)
+                                                                        for v in span):
+        raise ConvscopeError(f"preprocessing range must be two finite numbers [low, high], got {str(span)[:60]}")
     for key in ("mean", "std"):
         values = prep[key]
         if not isinstance(values, (list, tuple)) or len(values) != c:
-            raise ConvscopeError(f"preprocessing {key} needs one number per channel ({c}), got {values!r}")
+            raise ConvscopeError(f"preprocessing {key} needs one number per channel ({c}), got {str(values)[:60]}")
+        if not all(limits.is_finite_number(v, 1e30) for v in values):
+            raise ConvscopeError(f"preprocessing {key} must be finite numbers, got {str(values)[:60]}")
     if any(float(s) <= 0 for s in prep["std"]):
         raise ConvscopeError(f"preprocessing std must be positive, got {prep['std']!r}")
     return dict(prep)
@@ -110,19 +121,43 @@ def _ink_box(gray_ink: np.ndarray):
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-def image_to_raw(image, prep: Dict) -> np.ndarray:
-    """A Pillow image of any size and mode -> ``(C, H, W)`` float32 in the data set's units."""
+#: Images above this many pixels are area-reduced by an integer factor (to at least 4× the model's
+#: size) before any float copy is made, so memory stays proportional to the model's input.
+_SHRINK_ABOVE = 4_000_000
+
+
+def _shrink(image, height: int, width: int):
+    factor = min(image.size[0] // (4 * width), image.size[1] // (4 * height))
+    if image.size[0] * image.size[1] <= _SHRINK_ABOVE or factor < 2:
+        return image
+    if image.mode not in ("L", "RGB", "RGBA", "LA", "I", "F"):
+        image = image.convert("RGBA" if image.mode in ("P", "PA") else "L" if image.mode == "1" else "RGB")
+    return image.reduce(factor)
+
+
+def image_to_raw(image, prep: Dict, path="image") -> np.ndarray:
+    """A Pillow image of any size and mode -> ``(C, H, W)`` float32 in the data set's units.
+    Non-finite pixels (a float TIFF of NaN) are refused, naming ``path``."""
     from PIL import Image
 
     channels = int(prep["channels"])
     height, width = (int(s) for s in prep["size"])
+    image = _shrink(image, height, width)
     if image.mode in ("RGBA", "LA", "P", "PA"):
         # Transparent pixels become white paper, not black, before any colour conversion.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    image = image.convert("L" if channels == 1 else "RGB")
-    pixels = np.asarray(image, dtype=np.float64)
+    if image.mode in ("F", "I", "I;16") and channels == 1:
+        pixels = np.asarray(image, dtype=np.float64)  # keep high-precision values: checked below
+        if not np.all(np.isfinite(pixels)):
+            raise ConvscopeError(f"{path} holds NaN or infinite pixel values")
+        pixels = np.clip(pixels, 0, 255)
+    else:
+        if image.mode == "F" and not np.all(np.isfinite(np.asarray(image))):
+            raise ConvscopeError(f"{path} holds NaN or infinite pixel values")
+        image = image.convert("L" if channels == 1 else "RGB")
+        pixels = np.asarray(image, dtype=np.float64)
     gray = pixels if channels == 1 else pixels.mean(axis=2)
     invert = prep["invert"]
     if invert == "auto":
@@ -151,31 +186,49 @@ def image_to_raw(image, prep: Dict) -> np.ndarray:
     return raw.astype(np.float32)
 
 
-def open_image(path) -> "object":
-    """Open an image file with Pillow; a missing or unreadable file is one clear error."""
+def open_image(path, load: bool = True) -> "object":
+    """Open an image file with Pillow, upright (EXIF orientation applied, as phones expect).
+
+    Only regular files are read. The pixel count is checked against ``limits.MAX_IMAGE_PIXELS``
+    from the header, before decoding (Pillow's own bomb check stays on, with our limit). With
+    ``load=False`` only the header is read (size and mode, for choosing a data set's size).
+    """
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from .. import limits
+    from ..files import open_regular
 
     path = require_file(path, "image", "give image files (PNG or JPEG)")
     try:
         with warnings.catch_warnings():
-            # Large photos are welcome ("any size"); Pillow's multi-line warning is not. Beyond
-            # Pillow's hard limit (DecompressionBombError) the image is refused below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = limits.MAX_IMAGE_PIXELS
+            handle = open_regular(path, "image")
+            image = Image.open(handle)
+            width, height = image.size
+            limits.check(f"{path}: its pixel count ({width}×{height})", width * height, "MAX_IMAGE_PIXELS",
+                         "pixels")
+            if not load:
+                return image
             image.load()
-    except Image.DecompressionBombError:
-        raise ConvscopeError(f"{path} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, too many to read "
-                             "safely; scale it down first") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ConvscopeError(f"{path} is not a readable image (PNG or JPEG expected): {error}") from None
+            handle.close()
+            image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ConvscopeError(f"{path} has more pixels than the {limits.MAX_IMAGE_PIXELS:,}-pixel budget "
+                             "(limits.MAX_IMAGE_PIXELS); scale it down first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        if isinstance(error, ConvscopeError):
+            raise
+        raise ConvscopeError(f"{path} is not a readable image (PNG or JPEG expected): "
+                             f"{str(error).splitlines()[0][:120] if str(error) else type(error).__name__}") from None
     return image
 
 
 def load_images(paths: Iterable, prep: Dict, dtype=np.float32) -> np.ndarray:
     """Image files -> a model-ready batch ``(N, C, H, W)`` (data-set units, then normalised)."""
-    raws: List[np.ndarray] = [image_to_raw(open_image(p), prep) for p in paths]
+    raws: List[np.ndarray] = [image_to_raw(open_image(p), prep, p) for p in paths]
     return normalize(np.stack(raws), prep, dtype=dtype)
 
 

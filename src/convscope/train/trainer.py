@@ -46,6 +46,7 @@ from .checkpoint import OPTIM_PREFIX, read_checkpoint, restore_generator_states,
 from .data import Data, batch_indices, from_arrays, load_data
 from .metrics import accuracy as accuracy_of
 from .optim import OPTIMIZERS, make_optimizer
+from . import runlock
 from .progress import Reporter
 from .schedules import Schedule
 
@@ -53,7 +54,10 @@ LAST, BEST, HISTORY = "last.npz", "model.npz", "history.json"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during fit, after the state was saved; ``str()`` is a one-line summary."""
+    """Ctrl-C (or SIGTERM) during fit, after the state was saved; ``str()`` is a one-line summary;
+    ``signum`` is the signal that stopped it (exit code 128 + signum)."""
+
+    signum = signal.SIGINT
 
 
 class TrainingDiverged(ConvscopeError):
@@ -179,25 +183,29 @@ def check_model_fits(model, data: Data) -> None:
 
 
 class _InterruptFlag:
-    """Turns SIGINT into a flag checked between batches, so a step is never cut in half."""
+    """Turns SIGINT and SIGTERM into a flag checked between batches, so a step is never cut in
+    half (SIGTERM, what `kill` and schedulers send, is treated exactly like Ctrl-C)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.raised = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self._previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
         if self.raised:  # a second Ctrl-C: stop at once
             raise KeyboardInterrupt
-        self.raised = True
+        self.raised, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
         return False
 
 
@@ -273,8 +281,8 @@ def fit(model=None, data="digits", *, epochs: int = 20, lr: Optional[float] = No
     main = arithmetic.is_main
     reporter = Reporter(epochs, enabled=progress and main, console=console)
     run.best_epoch, run.best_score = _best_so_far(run.history)
-    if out is not None and main:
-        os.makedirs(out, exist_ok=True)
+    # Rank 0 alone holds the run folder (it alone writes there): see runlock for the order.
+    lock = runlock.take(out, overwrite=overwrite and saved is None) if main else None  # noqa: F841 (held until fit returns)
     if run.resumed:
         where = f"epoch {run.start_epoch + 1}" + (f", batch {run.partial['batch'] + 1}" if run.partial else "")
         reporter.message(f"resuming {os.path.join(out, LAST)} at {where} of {epochs} ({arithmetic.name})")
@@ -329,7 +337,7 @@ def _check_run_folder(model, data: Data, out: Optional[str], resume: bool, overw
     fits ``model`` and ``data``; otherwise refuse to start over an existing run."""
     if not resume:
         if out is not None and not overwrite:
-            existing = [n for n in (LAST, BEST, HISTORY) if os.path.exists(os.path.join(out, n))]
+            existing = [n for n in (LAST, BEST, HISTORY) if os.path.lexists(os.path.join(out, n))]
             if existing:
                 raise ConvscopeError(f"{out} already holds a run ({', '.join(existing)}); continue it with "
                                      "--resume, choose another --out, or pass --overwrite to start over")
@@ -466,8 +474,10 @@ def _run_epoch(run: _Run, arithmetic, epoch: int, x_val, reporter, interrupt):
                 if arithmetic.is_main:
                     _save(run, arithmetic, LAST, epoch, state)
                 note = f"saved to {os.path.join(run.out, LAST)}; continue with --resume"
-            raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, batch {b + 1} of "
-                                      f"{len(batches)}; {note}")
+            stop = TrainingInterrupted(f"interrupted at epoch {epoch + 1}, batch {b + 1} of "
+                                       f"{len(batches)}; {note}")
+            stop.signum = interrupt.signum
+            raise stop
         idx = batches[b]
         loss, hits = arithmetic.forward(idx, (run.training["seed"], epoch, b))
         if not math.isfinite(loss):

@@ -7,11 +7,11 @@ or null value (no validation split, say) leaves that point out of its curve.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Dict, List, Sequence, Union
 
 from ..errors import ConvscopeError
+from ..limits import is_finite_number
 
 SERIES = (("loss", "train_loss", "val_loss"), ("accuracy", "train_accuracy", "val_accuracy"))
 
@@ -23,12 +23,25 @@ def read_history(path) -> List[Dict]:
     if not os.path.exists(file):
         where = f"no history.json in {path}" if os.path.isdir(path) else f"{path} does not exist"
         raise ConvscopeError(f"{where}; give the folder a run wrote with `convscope train --out DIR`")
+    from ..files import read_regular
+    from ..spec.document import check_document
+
+    raw = read_regular(file, "history file", "MAX_SPEC_BYTES")
     try:
-        with open(file, encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConvscopeError(f"{file} is not valid JSON ({error}); it should be the history a "
                              "training run wrote") from None
+    except RecursionError:
+        from .. import limits
+        raise limits.too_deep(file) from None
+    except ValueError:  # an integer beyond Python's 4,300-digit conversion limit
+        raise ConvscopeError(f"{file} holds a number with thousands of digits; it should be the history a "
+                             "training run wrote") from None
+    try:
+        check_document(data, file, count_layers=False)
+    except ConvscopeError as error:
+        raise ConvscopeError(f"{error}; it should be the history a training run wrote") from None
     if isinstance(data, dict) and isinstance(data.get("history"), list):
         data = data["history"]
     return check_history(data, file)
@@ -38,10 +51,15 @@ def check_history(rows, where: str = "history") -> List[Dict]:
     if not isinstance(rows, list) or not rows:
         raise ConvscopeError(f"{where} holds no epochs; expected a list of rows such as "
                              '{"epoch": 1, "train_loss": 0.5, ...}')
+    from .. import limits
+
+    limits.check(f"{where}: the number of epoch rows", len(rows), "MAX_HISTORY_ROWS")
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "epoch" not in row or "train_loss" not in row:
             raise ConvscopeError(f"{where}: row {i} is not an epoch row with 'epoch' and 'train_loss' "
                                  f"(got {str(row)[:60]})")
+        if not limits.is_finite_number(row["epoch"]):
+            raise ConvscopeError(f"{where}: row {i}'s epoch must be a finite number, got {str(row['epoch'])[:40]}")
     return rows
 
 
@@ -49,7 +67,7 @@ def _points(rows: Sequence[Dict], key: str):
     xs, ys = [], []
     for row in rows:
         value = row.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if is_finite_number(value):
             xs.append(row["epoch"])
             ys.append(float(value))
     return xs, ys
