@@ -10,6 +10,7 @@ numeric summary, followed by the formulas with their values (the JSON form gains
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from typing import Dict, Optional, Tuple
@@ -37,7 +38,7 @@ def plan(args) -> Optional[Tuple[list, tuple, Dict[str, int]]]:
     values = parse_bindings(getattr(args, "set", None))
     names_in_input = _input_has_names(args.input)
     entries = None
-    if looks_like_text_form(args.model) and not args.model.strip().endswith(
+    if looks_like_text_form(args.model) and not os.path.exists(args.model) and not args.model.strip().endswith(
             (".json", ".yaml", ".yml", ".npz", ".onnx")):
         entries = parse_entries(args.model)
     if entries is None or not (symbols_in(entries) or names_in_input):
