@@ -135,7 +135,7 @@ BAD_ARGUMENTS = [
     (["conv2d(8, 3) -> reluu"], "did you mean 'relu'"),
     (["conv2d(8, 3)"], "does not say its input size"),
     (["conv2d(8, 3)", "--input", "3x224"], "conv2d expects a per-sample input"),
-    (["alexnet", "--input", "3xAx224"], "--input must be positive integers"),
+    (["alexnet", "--input", "3x2.5x224"], "--input must be positive integers"),  # 3xAx224: A is now a name (issue 15.8)
     (["alexnet", "--input", "3x0x224"], "--input sizes must be positive"),
     (["alexnet", "--input", "3x32x32"], "window"),
     (["conv2d(8, 3, stride=0)", "--input", "1x8x8"], "stride must be positive"),

@@ -81,3 +81,35 @@ def test_spec_returns_a_fresh_copy_and_load_is_unbuilt():
 def test_unknown_name_suggests():
     with pytest.raises(ConvscopeError, match=r"unknown zoo model 'resnet19' \(did you mean 'resnet18'\?\)"):
         cs.zoo.spec("resnet19")
+
+
+def test_alexnet2012_is_the_papers_network_with_the_seeds_numbers():
+    """Krizhevsky et al. 2012 as seeds 003 (CS231n's parameter sharing) and 004 (the 9,216 -> 4,096
+    layer) count it: conv1 (3·11·11 + 1)·96 = 34,944 (34,848 weights + 96 biases), 105,705,600
+    without sharing (55·55·96 = 290,400 neurons × 364); 256×13×13 -> maxpool 3/2 -> 256×6×6 =
+    9,216 -> 4,096 with (9,216 + 1)·4,096 = 37,752,832; total 60,965,224 (the per-layer sum in the
+    module docstring)."""
+    spec = cs.zoo.spec("alexnet2012")
+    assert spec["input"] == [3, 227, 227] and "Krizhevsky" in spec["source"] and "2012" in spec["source"]
+    assert "64 filters" in spec["source"] and "no LRN" in spec["source"]  # how torchvision's differs
+    report = cs.analyze(cs.zoo.load("alexnet2012"))
+    assert report.total_params == 60_965_224 and report.output == (1000,)
+    conv1 = report.row("0")
+    assert (conv1.output_shape, conv1.weights, conv1.biases, conv1.params) == ((96, 55, 55), 34_848, 96, 34_944)
+    assert [r.type for r in report.layers[1:4]] == ["relu", "local_response_norm", "maxpool2d"]
+    assert [report.row(i).layer.groups for i in ("4", "8", "10", "12")] == [2, 1, 2, 2]
+    assert report.row("4").weights == 256 * 48 * 5 * 5  # each conv2 filter sees its own GPU's 48 channels
+    assert report.row("12").output_shape == (256, 13, 13) and report.row("14").output_shape == (256, 6, 6)
+    fc6 = report.row("17")
+    assert fc6.input_shape == (9216,) and fc6.output_shape == (4096,) and fc6.params == 37_752_832
+
+
+def test_alexnet2012_explain_shows_seeds_003_and_004(capsys):
+    from convscope.cli import main
+    assert main(["summary", "alexnet2012", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "weights = C_out·C_in·k_h·k_w = 96·3·11·11 = 34,848" in out
+    assert "params = (C_in·k_h·k_w + 1)·C_out = (3·11·11 + 1)·96 = 34,944" in out
+    assert "= 290,400·364 = 105,705,600" in out  # seed 003: without parameter sharing
+    assert "flatten 256×6×6 = 9,216" in out  # seed 004
+    assert "params = (in + 1)·out = (9,216 + 1)·4,096 = 37,752,832" in out

@@ -20,6 +20,7 @@ import re
 
 from ..equations import section_rows
 from ..errors import ConvscopeError
+from ..i18n import add_argument as add_lang_argument
 
 KINDS = ("conv1d", "conv2d", "maxpool2d", "linear", "relu", "avgpool2d", "batchnorm2d", "softmax_ce", "dropout")
 MORE = KINDS[4:]  # traced by convscope.trace.more
@@ -50,6 +51,7 @@ def register(subparsers) -> None:
     parser.add_argument("--running-mean", help="batchnorm2d --eval: one per channel (default 0)")
     parser.add_argument("--running-var", help="batchnorm2d --eval: one per channel (default 1)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_lang_argument(parser)
     # argparse takes "-0.1,0.2" for an option because only plain numbers such as -0.1 count
     # as negative values; widen that test so `--dy -0.1,0.2` works (`--dy=-0.1,0.2` always does).
     parser._negative_number_matcher = re.compile(r"^-[\d.]")
@@ -155,6 +157,8 @@ def _build_more(args):
 
 
 def run(args) -> int:
+    from ..i18n import choose, translate
+    choose(getattr(args, "lang", None))
     result = build_trace(args)
     if args.format == "json":
         print(json.dumps(result.to_json(), ensure_ascii=False))
@@ -165,5 +169,5 @@ def run(args) -> int:
         if kind == "gap":
             console.print()
         else:
-            console.print(text, style="bold" if kind == "title" else None, markup=False)
+            console.print(translate(text), style="bold" if kind == "title" else None, markup=False)
     return 0

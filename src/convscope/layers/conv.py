@@ -107,6 +107,25 @@ def _window_mac_lines(row) -> List[str]:
                value, row.macs) + flops(row.macs)]
 
 
+def _unshared_line(row, c_per_group, kernel, cin_sym, cin_val, k_sym, k_val) -> str:
+    """What parameter sharing saves: the same connections with every output neuron owning its
+    weights (and bias), as a fully connected layer would (CS231n's 290,400·364 = 105,705,600)."""
+    from ..analysis.describe import axis_names
+    y = tuple(row.output_shape)
+    neurons = prod(y)
+    per_neuron = c_per_group * prod(kernel) + (1 if "bias" in row.param_shapes else 0)
+    plus = " + 1" if "bias" in row.param_shapes else ""
+    total = neurons * per_neuron
+    outs = "·".join(f"{n}_out" for n in axis_names(len(kernel)))
+    ratio = f", {format_count(total // row.params)}× fewer" if row.params and total % row.params == 0 else ""
+    return (f"without sharing = C_out·{outs}·({cin_sym}·{k_sym}{plus}) = "
+            f"{'·'.join(format_count(v) for v in y)}·({cin_val}·{k_val}{plus}) = "
+            f"{format_count(neurons)}·{format_count(per_neuron)} = {format_count(total)} "
+            f"(every output neuron with its own weights{' and bias' if plus else ''}; shared, one filter "
+            f"per output channel reused at all {format_count(neurons // y[0])} positions: "
+            f"{format_count(row.params)}{ratio})")
+
+
 def _conv_onnx_padding(layer) -> dict:
     """padding="same" as ONNX's SAME_UPPER (the odd pixel after, as in PyTorch), else explicit pads.
     A dilated "same" convolution gets explicit pads too: ONNX Runtime refuses SAME_UPPER with
@@ -172,10 +191,39 @@ class _ConvNd(Layer):
                             (c_per_group * prod(kernel) + 1) * c_out, row.params))
         else:
             lines.append(f"params = weights = {format_count(row.params)} (bias=False)")
+        lines.append(_unshared_line(row, c_per_group, kernel, cin_sym, cin_val, k_sym, k_val))
         return lines
 
     def mac_derivation(self, row):
         return _window_mac_lines(row)
+
+    @classmethod
+    def symbolic_counts(cls, args, input_shape):
+        """The shape/param/MAC rules above for sizes that may be sympy symbols
+        (convscope.analysis.symbolic): weights C_out·k_h·k_w·(C_in/G), MACs
+        C_out·H_out·W_out·(C_in/G)·k_h·k_w."""
+        from ..analysis.symbolic import Counts, is_symbolic, per_axis, window_size
+        owner, n = cls.type_name, cls.ndim
+        if len(input_shape) != n + 1:
+            raise ConvscopeError(f"{owner} expects a per-sample input {_LAYOUT[n]}, got {len(input_shape)} axes")
+        kernel = per_axis(args["kernel_size"], n, "kernel_size", owner)
+        stride = per_axis(args["stride"], n, "stride", owner)
+        dilation = per_axis(args["dilation"], n, "dilation", owner)
+        padding = args["padding"]
+        if padding == "same":
+            if any(is_symbolic(v) for v in kernel + dilation):
+                raise ConvscopeError(f"{owner}: padding='same' with a kernel size given as a name has no single "
+                                     "formula; give the kernel size as a number")
+            pads = resolve_padding("same", kernel, dilation)
+        else:
+            pads = tuple((p, p) for p in per_axis(0 if padding == "valid" else padding, n, "padding", owner))
+        c_in, groups, c_out = input_shape[0], args["groups"], args["out_channels"]
+        per_group = c_in if groups == 1 else (c_in // groups if not is_symbolic(c_in) else c_in / groups)
+        spatial = tuple(window_size(x, k, s, lo, hi, d) for x, k, s, (lo, hi), d
+                        in zip(input_shape[1:], kernel, stride, pads, dilation))
+        out = (c_out, *spatial)
+        return Counts(out, weights=(c_out, *kernel, per_group), biases=(c_out,) if args["bias"] else None,
+                      macs=(*out, per_group, *kernel))
 
     def torch_desc(self, path):
         from ..interop.torch_export import TorchDesc

@@ -85,6 +85,16 @@ class Linear(Layer):
         return [eq("MACs = positions·in·out", f"{fc(rows)}·{fc(in_f)}·{fc(out_f)}", rows * in_f * out_f,
                    row.macs) + flops(row.macs)]
 
+    @classmethod
+    def symbolic_counts(cls, args, input_shape):
+        """The rules above for sizes that may be sympy symbols (convscope.analysis.symbolic):
+        weights out·in, MACs positions·in·out."""
+        from ..analysis.symbolic import Counts
+        x = tuple(input_shape)
+        out_f, in_f = args["out_features"], x[-1]
+        return Counts((*x[:-1], out_f), weights=(out_f, in_f), biases=(out_f,) if args["bias"] else None,
+                      macs=(*x[:-1], in_f, out_f))
+
     def torch_desc(self, path):
         from ..interop.torch_export import TorchDesc
         return TorchDesc(self.torch_class, {"in_features": self.features_in(self.input_shape),

@@ -124,6 +124,16 @@ class _BatchNorm(Layer):
                                  f"{format_shape(shape)}; set num_features={shape[0]} or leave it out")
         return shape
 
+    @classmethod
+    def symbolic_counts(cls, args, input_shape):
+        """Shape kept; scale and shift of C channels each, C possibly a sympy symbol
+        (convscope.analysis.symbolic)."""
+        from ..analysis.symbolic import Counts
+        layer = cls(**args)  # its arguments are numbers or flags: validate them
+        c = tuple(input_shape)[0]
+        return Counts(tuple(input_shape), weights=(c,) if layer.affine else None,
+                      biases=(c,) if layer.affine else None)
+
     def param_shapes(self, input_shape: Shape) -> Dict[str, Shape]:
         channels = input_shape[0]
         return {"weight": (channels,), "bias": (channels,)} if self.affine else {}

@@ -164,6 +164,19 @@ class _SlidingPool(_Pool):
     def window(self, input_shape: Shape):
         return tuple(zip(self.kernel_size, self.strides, self.padding, self.dilation))
 
+    @classmethod
+    def symbolic_counts(cls, args, input_shape):
+        """The output-size rule for an input whose sizes may be sympy symbols
+        (convscope.analysis.symbolic); the window itself is checked by the numeric layer."""
+        from ..analysis.symbolic import Counts, window_size
+        layer = cls(**args)  # the window's own arguments are numbers: validate them
+        if layer.ceil_mode:
+            raise ConvscopeError(f"{cls.type_name}: ceil_mode on a size given as a name has no single formula; "
+                                 "bind the names with --set")
+        spatial = tuple(window_size(x, k, s, p, p, d) for x, (k, s, p, d)
+                        in zip(tuple(input_shape)[1:], layer.window(input_shape)))
+        return Counts((input_shape[0], *spatial))
+
 
 @register
 class MaxPool2d(_MaxPool, _SlidingPool):

@@ -96,6 +96,14 @@ class Flatten(Layer):
         start, end = self._axes(input_shape)
         return None if start == end else "global"
 
+    @classmethod
+    def symbolic_counts(cls, args, input_shape):
+        """``output_shape`` for sizes that may be sympy symbols (convscope.analysis.symbolic)."""
+        from ..analysis.symbolic import Counts, sympy
+        start, end = cls(**args)._axes(input_shape)
+        shape = tuple(input_shape)
+        return Counts(shape[:start - 1] + (sympy().Mul(*shape[start - 1:end]),) + shape[end:])
+
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         out = self.output_shape(x.shape[1:])
         self._cache = x.shape

@@ -2,7 +2,7 @@
 
 >>> import convscope as cs
 >>> cs.zoo.names()
-['lenet5', 'alexnet', 'vgg16', 'googlenet', 'resnet18']
+['lenet5', 'alexnet2012', 'alexnet', 'vgg16', 'googlenet', 'resnet18']
 >>> cs.analyze(cs.zoo.load("alexnet")).total_params
 61100840
 
@@ -20,7 +20,7 @@ from typing import Dict, List
 
 from ..errors import ConvscopeError
 
-_ENTRIES = ["lenet5", "alexnet", "vgg16", "googlenet", "resnet18"]
+_ENTRIES = ["lenet5", "alexnet2012", "alexnet", "vgg16", "googlenet", "resnet18"]
 
 
 def names() -> List[str]:

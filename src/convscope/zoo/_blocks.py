@@ -4,12 +4,14 @@ from __future__ import annotations
 from typing import List, Optional
 
 
-def conv(out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True) -> dict:
+def conv(out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True, groups: int = 1) -> dict:
     entry = {"type": "conv2d", "out_channels": out_channels, "kernel_size": kernel_size}
     if stride != 1:
         entry["stride"] = stride
     if padding != 0:
         entry["padding"] = padding
+    if groups != 1:
+        entry["groups"] = groups
     if not bias:
         entry["bias"] = False
     return entry
@@ -35,6 +37,11 @@ def batchnorm(eps: float = 1e-5) -> dict:
     if eps != 1e-5:
         entry["eps"] = eps
     return entry
+
+
+def lrn(size: int, alpha: float, beta: float, k: float) -> dict:
+    """Local response normalisation; ``alpha`` in PyTorch's convention (divided by ``size``)."""
+    return {"type": "local_response_norm", "size": size, "alpha": alpha, "beta": beta, "k": k}
 
 
 def linear(out_features: int) -> dict:
