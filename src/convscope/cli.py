@@ -48,6 +48,18 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+_said = False  # whether this run already wrote its one line to stderr
+
+
+def say(line: str) -> None:
+    """Write the run's one stderr line. A signal arriving after it (torchrun sends SIGTERM to
+    the survivors of a failed rank, often while they are already reporting the failure) must
+    not add a second line, so :func:`main` checks ``_said`` before saying "interrupted"."""
+    global _said
+    print(line, file=sys.stderr)
+    _said = True
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import signal
     import threading
@@ -59,7 +71,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as stop:  # e.g. while the parser imports the commands
-        print("convscope: interrupted", file=sys.stderr)
+        if not _said:
+            say("convscope: interrupted")
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         for signum, handler in previous.items():
@@ -75,13 +88,13 @@ def _main(argv: Optional[List[str]]) -> int:
     try:
         return int(args.handler(args) or 0)
     except ConvscopeError as error:
-        print(f"convscope: error: {error}", file=sys.stderr)
+        say(f"convscope: error: {error}")
         return 2
     except KeyboardInterrupt as stop:
-        print("convscope: interrupted", file=sys.stderr)
+        say("convscope: interrupted")
         return 143 if isinstance(stop, Terminated) else 130
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        print(f"convscope: error: {error.strerror}: {error.filename}", file=sys.stderr)
+        say(f"convscope: error: {error.strerror}: {error.filename}")
         return 2
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and point stdout at /dev/null so the
@@ -93,15 +106,14 @@ def _main(argv: Optional[List[str]]) -> int:
         return 0
     except OSError as error:  # NotADirectoryError, a full disk, ...: one line, never a traceback
         where = f": {error.filename}" if error.filename else ""
-        print(f"convscope: error: {error.strerror or error}{where}", file=sys.stderr)
+        say(f"convscope: error: {error.strerror or error}{where}")
         return 2
     except RecursionError:  # a defence in depth: inputs are depth-checked (limits.MAX_SPEC_DEPTH)
-        print("convscope: error: the input is nested too deeply to process", file=sys.stderr)
+        say("convscope: error: the input is nested too deeply to process")
         return 2
     except MemoryError as error:  # e.g. a model or input too large for this machine
         detail = str(error).splitlines()[0] if str(error) else "out of memory"
-        print(f"convscope: error: not enough memory ({detail}); use a smaller model, input or --batch-size",
-              file=sys.stderr)
+        say(f"convscope: error: not enough memory ({detail}); use a smaller model, input or --batch-size")
         return 2
 
 

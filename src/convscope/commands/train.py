@@ -135,7 +135,8 @@ def _train(args, world) -> int:
         raise PeerLost(f"{lost}; {_last_complete(out)}") from None
     except TrainingInterrupted as stop:
         if world is None or world.is_main:
-            print(f"convscope: {stop}", file=sys.stderr)
+            from ..cli import say  # one stderr line, even if a signal follows
+            say(f"convscope: {stop}")
         return 128 + int(stop.signum)  # 130 for Ctrl-C, 143 for SIGTERM
     if world is not None and not world.is_main:
         return 0
