@@ -67,7 +67,7 @@ def export_pt(model, output: str, source: str) -> str:
 def run(args) -> int:
     from rich.console import Console
 
-    from ..train.checkpoint import load_checkpoint
+    from .resolve import load_model_file
 
     output = args.output
     if args.train_script:
@@ -76,7 +76,7 @@ def run(args) -> int:
         raise ConvscopeError("-o FILE is required: -o net.onnx or -o net.pt (or --train-script)")
     kind = _format_of(output)
     require_output_path(output, "net")
-    model = load_checkpoint(args.checkpoint).model
+    model = load_model_file(args.checkpoint).model
     console = Console(highlight=False, soft_wrap=True)
     if kind == "onnx":
         from ..interop import to_onnx

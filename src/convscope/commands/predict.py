@@ -26,10 +26,11 @@ def register(subparsers) -> None:
 def predict_files(checkpoint_path: str, images) -> list:
     """One dict per image: file, label, class_name, index, probability."""
     from ..errors import ConvscopeError, format_shape
-    from ..train import load_checkpoint, preprocessing
+    from ..train import preprocessing
     from ..train.metrics import softmax
 
-    ckpt = load_checkpoint(checkpoint_path)
+    from .resolve import load_model_file
+    ckpt = load_model_file(checkpoint_path)
     prep = ckpt.preprocessing
     if prep is None:
         raise ConvscopeError(f"{checkpoint_path} has no preprocessing, so images cannot be converted for it; "

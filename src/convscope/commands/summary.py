@@ -57,4 +57,7 @@ def run(args) -> int:
             # Piped: plain text, wide enough that columns are never squeezed.
             console = Console(width=max(console.width, 200), color_system=None)
         print_table(report, console, title, explain=args.explain)
+    note = getattr(found.model, "import_note", None)
+    if note and args.format != "json":
+        sys.stdout.write(note + "\n")
     return 0
