@@ -1,5 +1,10 @@
 """ONNX -> convscope: read a graph back into Sequential/Concat/Residual layers.
 
+This is the structural reader :func:`from_onnx` tries first; a file it cannot read as
+chains and blocks goes to the graph reader (:mod:`.onnx_graph`), which returns a cs.Graph.
+Shared here: loading (external data only from the model's folder), checked attributes,
+the size limit :data:`MAX_ELEMENTS` and weight loading.
+
 Reads the graphs :mod:`.onnx_export` writes and the common ones ``torch.onnx.export``
 writes for CNNs. Nodes and the layers they become:
 
@@ -760,10 +765,10 @@ def from_onnx(path, input_shape=None) -> Layer:
             raise ConvscopeError(f"{path}: the graph read from the file is not valid: {error}") from None
         reader = graph_reader
     _load_weights(model, reader.weights, shape, dtype, path)
-    from .onnx_notes import folded_batch_norms, folding_note
+    from .onnx_notes import accounted_params, folding_note
     #: read by ``convscope summary``: what the exporter changed about the parameters
     model.import_note = folding_note(proto)
-    model.import_folded_params = folded_batch_norms(proto)[1]
+    model.import_folded_params = accounted_params(proto)
     return model
 
 
