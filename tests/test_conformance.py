@@ -114,30 +114,10 @@ def test_torch(name, index, layer, shape):
     check.check_torch(layer, shape)
 
 
-#: Graph-only types whose ONNX form (written and checked in ONNX Runtime) the importer cannot read
-#: back yet: fan-out that does not join in a Concat/Add, Split, Pad, a Concat off the channel
-#: axis, a general Reshape, the channel-shuffle pattern. Issue 12 rewrites from_onnx as a graph
-#: importer; strict, so each case must be removed from here once it reads back.
-ONNX_IMPORT_PENDING = {"cat-1", "channel_shuffle-0", "channel_shuffle-1", "chunk-0", "chunk-1", "mul-0",
-                       "pad-0", "pad-1", "reshape-1", "split-0", "split-1"}
-
-
-def _onnx_cases():
-    return [pytest.param(*c.values, id=c.id, marks=pytest.mark.xfail(
-        strict=True, reason="issue 12: from_onnx cannot read this graph back yet"))
-        if c.id in ONNX_IMPORT_PENDING else c for c in EXAMPLES]
-
-
-@pytest.mark.parametrize("name, index, layer, shape", _onnx_cases())
+@pytest.mark.parametrize("name, index, layer, shape", EXAMPLES)
 def test_onnx(name, index, layer, shape):
-    """to_onnx, ONNX Runtime within 1e-5, then from_onnx back (see ONNX_IMPORT_PENDING)."""
+    """to_onnx, ONNX Runtime within 1e-5, then from_onnx back (a Sequential or a Graph) within 1e-5."""
     check.check_onnx(layer, shape)
-
-
-@pytest.mark.parametrize("name, index, layer, shape", [c for c in EXAMPLES if c.id in ONNX_IMPORT_PENDING])
-def test_onnx_export_of_import_pending_types(name, index, layer, shape):
-    """The export half of test_onnx must pass now for the types waiting for issue 12."""
-    check.check_onnx_export(layer, shape)
 
 
 @pytest.mark.parametrize("name, index, layer, shape", EXAMPLES)

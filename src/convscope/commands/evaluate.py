@@ -32,13 +32,14 @@ def evaluate_checkpoint(checkpoint_path: str, data_source=None, batch_size: int 
                         channels=None) -> dict:
     """{"accuracy", "loss", "samples", "confusion_matrix", "class_names"} on the test split."""
     from ..errors import ConvscopeError, format_shape
-    from ..train import load_checkpoint, load_data, preprocessing
+    from ..train import load_data, preprocessing
     from ..train.metrics import confusion_matrix, precision_recall
     from ..train.trainer import check_model_fits, evaluate_arrays
 
     if batch_size < 1:
         raise ConvscopeError(f"--batch-size must be at least 1, got {batch_size}")
-    ckpt = load_checkpoint(checkpoint_path)
+    from .resolve import load_model_file
+    ckpt = load_model_file(checkpoint_path)
     source = data_source or (ckpt.meta.get("training") or {}).get("data")
     if not source:
         raise ConvscopeError(f"{checkpoint_path} does not record its data set; give --data digits or a path")

@@ -89,7 +89,7 @@ def export_pt(model, output: str, source: str) -> str:
 def run(args) -> int:
     from rich.console import Console
 
-    from ..train.checkpoint import load_checkpoint
+    from .resolve import load_model_file
 
     output = args.output
     if args.train_script:
@@ -100,7 +100,7 @@ def run(args) -> int:
     require_output_path(output, "net", [args.checkpoint], args.force)
     if kind == "pt":
         require_output_path(code_path_of(output), "net", [args.checkpoint], args.force)
-    model = load_checkpoint(args.checkpoint).model
+    model = load_model_file(args.checkpoint).model
     console = Console(highlight=False, soft_wrap=True, markup=False)  # file names are not markup
     if kind == "onnx":
         from ..interop import to_onnx

@@ -33,10 +33,11 @@ def predict_files(checkpoint_path: str, images, top_k: int = 1, resize=None, cha
     """One dict per image: file, label, class_name, index, probability; with ``top_k`` > 1 also
     ``top``: the ``top_k`` most probable classes, each {label, class_name, index, probability}."""
     from ..errors import ConvscopeError, format_shape
-    from ..train import load_checkpoint, preprocessing
+    from ..train import preprocessing
     from ..train.metrics import softmax
 
-    ckpt = load_checkpoint(checkpoint_path)
+    from .resolve import load_model_file
+    ckpt = load_model_file(checkpoint_path)
     prep = ckpt.preprocessing
     if prep is None:
         raise ConvscopeError(f"{checkpoint_path} has no preprocessing, so images cannot be converted for it; "

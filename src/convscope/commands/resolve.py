@@ -5,8 +5,9 @@ checkpoints, which themselves build on :mod:`convscope.spec` (kept free of both)
 
 MODEL may be, tried in this order:
 
-1. an existing file: ``.json`` / ``.yaml`` / ``.yml`` spec, or a ``.npz`` checkpoint (any other
-   extension is recognised by its first bytes: a zip archive is a checkpoint, text is a spec);
+1. an existing file: ``.json`` / ``.yaml`` / ``.yml`` spec, a ``.npz`` checkpoint, or an ``.onnx``
+   model (read with :func:`convscope.interop.from_onnx`; any other extension is recognised by
+   its first bytes: a zip archive is a checkpoint, text is a spec);
 2. a zoo name (``alexnet``);
 3. the one-line text form (``"conv2d(8, 3) -> relu -> flatten -> linear(10)"``), parsed with
    :mod:`ast`, never evaluated; a single bare layer name such as ``flatten`` counts too;
@@ -31,6 +32,10 @@ from ..spec.text import looks_like_text_form, parse_text
 
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 CHECKPOINT_SUFFIXES = (".npz",)
+ONNX_SUFFIXES = (".onnx",)
+#: What a MODEL file may be, for error messages.
+FILE_KINDS = "a .json/.yaml spec, a .npz checkpoint or an .onnx model"
+_MAX_SPEC_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -89,7 +94,7 @@ def _resolve(arg: str) -> Resolved:
     from ..layers.registry import LAYER_TYPES
 
     if os.path.isdir(arg):
-        raise ConvscopeError(f"{arg} is a directory; give a spec file (.json/.yaml) or a checkpoint (.npz)")
+        raise ConvscopeError(f"{arg} is a directory; give {FILE_KINDS}")
     if os.path.exists(arg):  # a FIFO, a device, a link to one: refused by name, never opened
         from ..files import require_regular
         return _from_file(require_regular(arg, "model file"))
@@ -99,7 +104,7 @@ def _resolve(arg: str) -> Resolved:
     if looks_like_text_form(arg) or arg in LAYER_TYPES:
         model = parse_text(arg)
         return Resolved(model, None, "text", arg)
-    if arg.lower().endswith(SPEC_SUFFIXES + CHECKPOINT_SUFFIXES) or os.sep in arg or "/" in arg:
+    if arg.lower().endswith(SPEC_SUFFIXES + CHECKPOINT_SUFFIXES + ONNX_SUFFIXES) or os.sep in arg or "/" in arg:
         raise ConvscopeError(f"no such file: {arg}")
     close = difflib.get_close_matches(arg.lower(), zoo.names() + sorted(LAYER_TYPES), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -112,6 +117,8 @@ def _from_file(path: str) -> Resolved:
     lower = path.lower()
     if lower.endswith(CHECKPOINT_SUFFIXES):
         return _from_checkpoint(path)
+    if lower.endswith(ONNX_SUFFIXES):
+        return _from_onnx(path)
     from ..files import open_regular
     with open_regular(path, "model file") as handle:
         head = handle.read(4)
@@ -136,7 +143,7 @@ def _read_document(path: str):
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ConvscopeError(f"{path} is not a text spec (it holds binary data that is not UTF-8); "
-                             "give a .json or .yaml spec, or a .npz checkpoint") from None
+                             f"give {FILE_KINDS}") from None
     if "\x00" in text:
         raise ConvscopeError(f"{path} is not a text spec (it holds NUL bytes); give a .json or .yaml spec")
     if path.lower().endswith((".yaml", ".yml")):
@@ -226,3 +233,31 @@ def _from_checkpoint(path: str) -> Resolved:
         raise ConvscopeError(f"{path} is not a convscope checkpoint ({type(error).__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else 'unreadable'})") from None
     return Resolved(checkpoint.model, tuple(checkpoint.input_shape), "checkpoint", path)
+
+
+def _from_onnx(path: str) -> Resolved:
+    from ..interop import from_onnx
+
+    model = from_onnx(path)
+    return Resolved(model, tuple(model.input_shape), "onnx", path)
+
+
+def load_model_file(path: str):
+    """A :class:`~convscope.train.checkpoint.Checkpoint` for a command's CHECKPOINT argument:
+    a ``.npz`` checkpoint, or an ``.onnx`` model (its weights; no class names or training
+    record, which commands then take from ``--data``; images are resized to its input and
+    scaled to [0, 1])."""
+    from ..train.checkpoint import Checkpoint, load_checkpoint
+
+    if isinstance(path, str) and path.lower().endswith(ONNX_SUFFIXES):
+        from ..train import preprocessing
+        found = _from_onnx(path)
+        shape = found.input_shape
+        prep = None
+        if len(shape) == 3 and shape[0] in (1, 3):
+            # images resized to the file's input and scaled to [0, 1], as torchvision's ToTensor
+            # does (a file does not record its normalisation)
+            prep = preprocessing.make(shape[0], shape[1:], value_range=(0.0, 255.0), invert=False)
+        return Checkpoint(path=path, model=found.model, spec={}, input_shape=shape,
+                          preprocessing=prep, class_names=None)
+    return load_checkpoint(path)

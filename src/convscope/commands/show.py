@@ -76,10 +76,11 @@ def _check_output(path: str, allowed=(".png", ".svg", ".pdf"), inputs=(), force=
 
 
 def _load(path: str):
-    from ..train.checkpoint import load_checkpoint
+    from .resolve import load_model_file
     if not os.path.exists(path):
-        raise ConvscopeError(f"checkpoint not found: {path}; give the model.npz a training run wrote")
-    return load_checkpoint(path)
+        raise ConvscopeError(f"checkpoint not found: {path}; give the model.npz a training run wrote "
+                             "or an .onnx model")
+    return load_model_file(path)
 
 
 def run_architecture(args) -> int:

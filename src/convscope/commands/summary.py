@@ -93,6 +93,10 @@ def _render(args, model, input_shape, label, symbolic=None) -> int:
         print_table(report, console, title, explain=args.explain)
         if symbolic is not None:
             console.print(_formulas(symbolic, values, ""), highlight=False, markup=False, soft_wrap=True, end="")
+    note = getattr(model, "import_note", None)  # an ONNX file whose exporter folded parameters
+    if note and args.format != "json":
+        sys.stdout.write(note + "
+")
     return 0
 
 

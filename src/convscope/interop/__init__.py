@@ -47,7 +47,11 @@ def to_onnx(model, path):
 
 
 def from_onnx(path, input_shape=None):
-    """A built convscope model from the ONNX file at ``path``; ``input_shape`` (per-sample)
-    is needed only when the graph's input has symbolic sizes beyond the batch."""
+    """A built convscope model from the ONNX file at ``path``: a Sequential when the file is a
+    chain of layers, concats and residual additions, else a :class:`convscope.Graph`.
+    ``input_shape`` (per-sample) is needed only when the graph's input has symbolic sizes
+    beyond the batch. ``model.import_note`` is a line about batch norms the exporter folded
+    into convolutions (None when none were), ``model.import_folded_params`` the parameters
+    the original module had beyond the file's."""
     from .onnx_import import from_onnx as convert
     return convert(path, input_shape)

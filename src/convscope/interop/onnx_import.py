@@ -1,5 +1,10 @@
 """ONNX -> convscope: read a graph back into Sequential/Concat/Residual layers.
 
+This is the structural reader :func:`from_onnx` tries first; a file it cannot read as
+chains and blocks goes to the graph reader (:mod:`.onnx_graph`), which returns a cs.Graph.
+Shared here: loading (external data only from the model's folder), checked attributes,
+the size limit :data:`MAX_ELEMENTS` and weight loading.
+
 Reads the graphs :mod:`.onnx_export` writes and the common ones ``torch.onnx.export``
 writes for CNNs. Nodes and the layers they become:
 
@@ -62,11 +67,35 @@ def one_to_one() -> Dict[str, type]:
 
 
 SUPPORTED = tuple(sorted(set(_CONVERTED) | set(one_to_one())))
+
+
+def supported_ops() -> list:
+    """Every operator the importer reads (the structural reader's, the graph reader's and the
+    constant folder's), sorted, for error messages."""
+    from . import onnx_fold, onnx_graph
+    graph_ops = {name[3:] for name in dir(onnx_graph.GraphReader) if name.startswith("_g_")}
+    return sorted((set(SUPPORTED) | set(one_to_one()) | graph_ops | set(onnx_fold.FOLDERS)
+                   | {"Shape", "Constant", "Erf", "Sqrt", "Pow", "Sub"}) - {"Einsum"})
 _DTYPES = {1: np.float32, 11: np.float64}
 #: Operators allowed on *shape values* (computed from Shape(x)), e.g. torch's x.view(x.size(0), -1).
 SHAPE_OPS = ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity")
 #: Two batch sizes to evaluate shape values with: the target's first entry must follow the batch.
 _PROBE_BATCHES = (7919, 7907)
+
+
+#: Largest per-sample tensor convscope agrees to plan for (elements): 2**28 float32 = 1 GiB.
+MAX_ELEMENTS = 2 ** 28
+
+#: Attributes ONNX defines as lists of integers / single integers (a mistyped one is refused).
+_INTS = {"strides", "pads", "dilations", "kernel_shape", "perm", "axes", "split", "output_padding"}
+_INT = {"group", "axis", "allowzero", "keepdims", "ceil_mode", "count_include_pad", "transA", "transB",
+        "size", "storage_order", "training_mode", "to", "start", "end", "noop_with_empty_axes"}
+
+
+def _check_size(path: str, what: str, shape) -> None:
+    if prod(shape) > MAX_ELEMENTS:
+        raise ConvscopeError(f"{path}: {what} has shape {format_shape(shape)} ({prod(shape):,} values per sample), "
+                             f"more than convscope plans for ({MAX_ELEMENTS:,}); refused before allocating")
 
 
 def _load(path: str, onnx):
@@ -83,12 +112,33 @@ def _load(path: str, onnx):
     if proto.ir_version < 1 or not proto.HasField("graph") or not proto.opset_import:
         raise ConvscopeError(f"{path} is not an ONNX model: it has no graph or opset; give a .onnx file "
                              "such as to_onnx writes")
-    check_model(onnx, proto, path)  # declared sizes and external data, before decoding any tensor
-    try:
-        onnx.external_data_helper.load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
-    except Exception as error:
-        raise ConvscopeError(f"{path}: its external data cannot be read ({str(error)[:100]})") from None
+    check_model(onnx, proto, path)  # declared sizes, before decoding any tensor
+    _load_external(proto, path, onnx)
     return proto
+
+
+def _load_external(proto, path: str, onnx) -> None:
+    """Tensors stored beside the model (``data_location = EXTERNAL``): only files inside the
+    model's own folder are read, so a file cannot make convscope read /etc/passwd."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = os.path.realpath(os.path.join(folder, location))
+        if not location or os.path.isabs(location) or os.path.commonpath([folder, target]) != folder:
+            raise ConvscopeError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, outside the "
+                                 f"model's folder {folder}; convscope reads external data only from that folder")
+        if not os.path.isfile(target):
+            raise ConvscopeError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, which does "
+                                 "not exist beside the model")
+        if int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0) > os.path.getsize(target):
+            raise ConvscopeError(f"{path}: tensor {tensor.name!r} reads past the end of {location!r}")
+    if external:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, folder)
+        except Exception as error:
+            raise ConvscopeError(f"{path}: its external data cannot be read ({type(error).__name__})") from None
 
 
 class _Reader:
@@ -271,6 +321,7 @@ class _Reader:
             for layer in new:
                 try:
                     shape = tuple(layer.output_shape(shape))
+                    _check_size(self.path, f"{layer!r}'s output", shape)
                 except ConvscopeError as error:
                     raise ConvscopeError(f"{self.path}: {layer!r} does not fit its input "
                                          f"{format_shape(shape)}: {error}") from None
@@ -339,6 +390,8 @@ class _Reader:
             return None
 
         def convert(node, tensor, stop, shape):
+            if any(name in self.consts for name in node.input):
+                raise self.fail(node, "combines the activations with a constant; the graph reader reads it")
             try:
                 return cls.from_onnx_attributes(self.attrs(node))
             except ConvscopeError as error:
@@ -657,11 +710,14 @@ def _input_shape(reader: _Reader, given) -> Tuple[tuple, np.dtype]:
         if kind.HasField("shape") and (len(dims) != len(shape) or any(d not in (None, s) for d, s in zip(dims, shape))):
             raise ConvscopeError(f"{reader.path}: input_shape {format_shape(shape)} does not match the graph's "
                                  f"input (N, {', '.join(str(d or '?') for d in dims)})")
+        _check_size(reader.path, f"the input {reader.input.name!r}", shape)
         return shape, dtype
     if not kind.HasField("shape") or not dims or any(d is None or d < 1 for d in dims):
         raise ConvscopeError(f"{reader.path}: the graph's input has no fixed per-sample shape "
                              f"(N, {', '.join(str(d or '?') for d in dims)}); pass input_shape=(C, H, W)")
-    return tuple(int(d) for d in dims), dtype
+    shape = tuple(int(d) for d in dims)
+    _check_size(reader.path, f"the input {reader.input.name!r}", shape)
+    return shape, dtype
 
 
 def _paths(layer: Layer, prefix: str = ""):
@@ -670,25 +726,58 @@ def _paths(layer: Layer, prefix: str = ""):
         yield from _paths(child, f"{prefix}{name}.")
 
 
-def from_onnx(path, input_shape=None) -> Sequential:
-    """See :func:`convscope.interop.from_onnx`."""
+def from_onnx(path, input_shape=None) -> Layer:
+    """See :func:`convscope.interop.from_onnx`: a Sequential where the file is a chain of
+    layers, concats and residual additions (the structural reader above), otherwise a
+    :class:`~convscope.layers.graph.Graph` (:mod:`.onnx_graph`)."""
     onnx = require("onnx", "from_onnx")
     path = os.fspath(path)
-    reader = _Reader(_load(path, onnx), onnx, path)
-    shape, dtype = _input_shape(reader, input_shape)
-    layers, _ = reader.chain(reader.input.name, reader.output, shape)
-    left = [reader.name(n) for i, n in enumerate(reader.nodes) if i not in reader.visited]
-    if left:
-        raise ConvscopeError(f"{path}: {len(left)} nodes are not on the path from input to output "
-                             f"({', '.join(left[:3])}{' ...' if len(left) > 3 else ''})")
-    model = Sequential(layers)
+    proto = _load(path, onnx)
+    try:
+        reader = _Reader(proto, onnx, path)
+        shape, dtype = _input_shape(reader, input_shape)
+        layers, _ = reader.chain(reader.input.name, reader.output, shape)
+        left = [reader.name(n) for i, n in enumerate(reader.nodes) if i not in reader.visited]
+        if left:
+            raise ConvscopeError(f"{path}: {len(left)} nodes are not on the path from input to output "
+                                 f"({', '.join(left[:3])}{' ...' if len(left) > 3 else ''})")
+        model = Sequential(layers)
+    except ConvscopeError as structural:
+        from .onnx_graph import GraphReader
+        try:
+            graph_reader = GraphReader(proto, onnx, path)
+            shape, dtype = _input_shape(graph_reader, input_shape)
+            records, out = graph_reader.read(shape)
+        except ConvscopeError as error:
+            raise (structural if _is_input_error(structural) else error) from None
+        from ..layers.graph import Graph
+        try:
+            model = Graph(nodes=[tuple(r) for r in records], outputs=[out])
+        except ConvscopeError as error:
+            raise ConvscopeError(f"{path}: the graph read from the file is not valid: {error}") from None
+        reader = graph_reader
+    _load_weights(model, reader.weights, shape, dtype, path)
+    from .onnx_notes import accounted_params, folding_note
+    #: read by ``convscope summary``: what the exporter changed about the parameters
+    model.import_note = folding_note(proto)
+    model.import_folded_params = accounted_params(proto)
+    return model
+
+
+def _is_input_error(error: ConvscopeError) -> bool:
+    """Errors about the model's input hold whichever reader reads it."""
+    text = str(error)
+    return "input_shape" in text or "inputs and" in text or "element type" in text or "per-sample shape" in text
+
+
+def _load_weights(model: Layer, weights, shape, dtype, path: str) -> None:
     try:
         model.build(shape, seed=0, dtype=dtype)
     except ConvscopeError as error:
         raise ConvscopeError(f"{path}: the layers read from the graph do not fit its input: {error}") from None
     state = model.state_dict()
     prefixes = {id(layer): prefix for layer, prefix in _paths(model)}
-    for layer, arrays in reader.weights:
+    for layer, arrays in weights:
         for local, value in arrays.items():
             key = prefixes[id(layer)] + local
             if key not in state or state[key].shape != np.shape(value):
@@ -697,4 +786,3 @@ def from_onnx(path, input_shape=None) -> Sequential:
                                      f"the graph but needs {expected}; the graph's weights do not fit its input")
             state[key] = np.asarray(value)
     model.load_state_dict(state)
-    return model

@@ -1,0 +1,82 @@
+"""What an ONNX file's exporter changed about the model's parameters, in one line.
+
+torch's TorchScript exporter with constant folding merges each eval-mode batch norm into
+the convolution before it: the convolution's weight becomes w·γ/√(σ²+ε) and it gains a bias
+β − μ·γ/√(σ²+ε). The batch norm's 2·C parameters (γ, β) disappear and C biases appear, so
+the file holds C fewer parameters than the module per folded batch norm (when the
+convolution had no bias of its own, as before every batch norm in torchvision).
+
+A folded convolution is recognised by its bias's name: a module's own bias is named after its
+path (``features.0.bias``); a bias the exporter computed is not (the TorchScript exporter names
+it after the node, ``onnx::Conv_498``; the dynamo exporter after the weight,
+``conv1.weight_bias``).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+
+def _computed(name: str) -> bool:
+    return not name.endswith(".bias")
+
+
+def folded_batch_norms(proto) -> Tuple[int, int]:
+    """(number of convolutions with a folded batch norm, parameters the module had beyond the
+    file's: one per output channel of each)."""
+    shapes = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    count = extra = 0
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 3 or not node.input[2]:
+            continue
+        weight = node.input[1]
+        if weight in shapes and _computed(node.input[2]):
+            count += 1
+            extra += int(shapes[weight][0])
+    return count, extra
+
+
+def _from_dynamo(proto) -> bool:
+    """torch's dynamo exporter names nodes ``node_Conv_0``; the TorchScript one ``/conv1/Conv``."""
+    return bool(proto.graph.node) and not any(n.name.startswith("/") for n in proto.graph.node)
+
+
+def dropped_zero_biases(proto) -> Tuple[int, int]:
+    """(layers, parameters) of the biases torch's dynamo exporter leaves out because they are
+    all zero: a Conv or Gemm on a module's own ``*.weight`` without a bias input, in a file the
+    dynamo exporter wrote (a module without a bias looks the same, hence "if" in the note)."""
+    if not _from_dynamo(proto):
+        return 0, 0
+    shapes = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    count = params = 0
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or (len(node.input) > 2 and node.input[2]):
+            continue
+        weight = node.input[1] if len(node.input) > 1 else ""
+        if weight.endswith(".weight") and weight in shapes:
+            attrs = {a.name: a.i for a in node.attribute}
+            out = shapes[weight][1] if node.op_type == "Gemm" and not attrs.get("transB", 0) else shapes[weight][0]
+            count, params = count + 1, params + int(out)
+    return count, params
+
+
+def accounted_params(proto) -> int:
+    """Parameters the original module had beyond the file's, by the two rules above."""
+    return folded_batch_norms(proto)[1] + dropped_zero_biases(proto)[1]
+
+
+def folding_note(proto) -> Optional[str]:
+    """The summary's line about folded batch norms and dropped zero biases, or None."""
+    count, extra = folded_batch_norms(proto)
+    dropped, zeros = dropped_zero_biases(proto)
+    parts = []
+    if count:
+        parts.append(f"the exporter folded {count:,} batch norms into the convolutions before them (their "
+                     f"{2 * extra:,} scale and shift parameters live in those weights and {extra:,} new biases: "
+                     f"{extra:,} parameters fewer)")
+    if dropped:
+        parts.append(f"{dropped:,} convolution/linear layers have no bias in the file, as the dynamo exporter "
+                     f"writes all-zero biases ({zeros:,} parameters fewer if the module had them)")
+    if not parts:
+        return None
+    return (f"note: {'; '.join(parts)}; the original module has {extra + zeros:,} more parameters than "
+            "this file")

@@ -1,0 +1,93 @@
+"""Helpers for the torchvision-through-ONNX tests: importing torchvision beside the CPU
+torch, building the models (weights=None, eval, randomised batch-norm statistics), exporting
+them once per session with either torch exporter, and the fvcore-style MAC oracle."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+
+def import_torchvision():
+    """torchvision 0.28 from the index is a CUDA build whose compiled ops do not load beside the
+    CPU torch; its pure-Python models import once the two operator schemas exist (defined once
+    per process, whichever helper runs first)."""
+    import torch
+    if not hasattr(torch.ops.torchvision, "nms"):
+        try:
+            lib = torch.library.Library("torchvision", "DEF")
+            lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+            import_torchvision._lib = lib  # keep the registration alive
+        except RuntimeError:  # defined by another helper in this process
+            pass
+    import torchvision
+    return torchvision
+
+
+#: Every CNN classifier family of torchvision.models (its smallest variant; ViT, Swin, MaxViT aside).
+MODELS = ["alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "efficientnet_v2_s", "googlenet",
+          "inception_v3", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
+          "regnet_x_400mf", "regnet_y_400mf", "resnet18", "resnet50", "resnext50_32x4d",
+          "shufflenet_v2_x0_5", "squeezenet1_0", "squeezenet1_1", "vgg11", "wide_resnet50_2"]
+
+#: Input sizes: small for speed; AlexNet and VGG need 224 (the TorchScript exporter reads their
+#: adaptive pool to 6×6 / 7×7 only when the size divides), Inception-v3 needs at least 75.
+SIZES = {"alexnet": 224, "vgg11": 224, "inception_v3": 75}
+
+
+def build(name: str):
+    """(module in eval mode with randomised batch-norm statistics, input tensor of batch 1)."""
+    import torch
+    models = import_torchvision().models
+    extra = {"aux_logits": False} if name in ("googlenet", "inception_v3") else {}
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = getattr(models, name)(weights=None, **extra).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+    size = SIZES.get(name, 64)
+    return module, torch.randn(1, 3, size, size, generator=g)
+
+
+def export(module, x, path: str, exporter: str) -> str:
+    """``exporter``: "torchscript" (constant folding on), "torchscript-nofold" or "dynamo"."""
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            torch.onnx.export(module, (x,), path, dynamo=True, verbose=False)
+        else:
+            torch.onnx.export(module, (x,), path, dynamo=False, do_constant_folding=exporter == "torchscript")
+    return path
+
+
+def conv_linear_macs(module, x) -> int:
+    """fvcore's conv+linear count, measured with forward hooks: a convolution
+    C_out·H_out·W_out·(C_in/groups)·k_h·k_w, a linear layer in·out per row."""
+    import torch
+    total = [0]
+
+    def conv(m, inputs, output):
+        total[0] += int(np.prod(output.shape[1:])) * (m.in_channels // m.groups) * int(np.prod(m.kernel_size))
+
+    def linear(m, inputs, output):
+        total[0] += int(np.prod(output.shape[1:-1], dtype=np.int64)) * m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, torch.nn.modules.conv._ConvNd) else linear)
+             for m in module.modules() if isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear))]
+    with torch.no_grad():
+        module(x)
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def cache_dir(factory) -> str:
+    return os.fspath(factory.mktemp("onnx_models"))
