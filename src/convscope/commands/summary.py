@@ -95,8 +95,7 @@ def _render(args, model, input_shape, label, symbolic=None) -> int:
             console.print(_formulas(symbolic, values, ""), highlight=False, markup=False, soft_wrap=True, end="")
     note = getattr(model, "import_note", None)  # an ONNX file whose exporter folded parameters
     if note and args.format != "json":
-        sys.stdout.write(note + "
-")
+        sys.stdout.write(note + "\n")
     return 0
 
 
