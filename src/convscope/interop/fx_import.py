@@ -164,7 +164,7 @@ def from_torch_graph(module, input_shape) -> Graph:
                 _function_node(reader, node)
         except _Unsupported as error:
             raise ConvscopeError(f"node {node.name!r} ({_describe(node)}) {error}") from None
-    if not hasattr(output, "op") or output not in reader.names and output not in reader.aliases:
+    if not hasattr(output, "op") or not _is_tensor(torch, reader.values.get(output)):
         raise ConvscopeError(f"{type(module).__name__}'s forward must return one tensor; "
                              f"it returns {type(reader.values.get(output, output)).__name__}")
     out_name = reader.value_name(output)
@@ -355,6 +355,9 @@ def _mul(reader, node):
         if local != "layer_scale":
             raise _Unsupported(f"multiplies by the parameter {param.target!r}; convscope reads a "
                                "parameter product only as a layer_scale")
+        if not owner:
+            raise _Unsupported(f"multiplies by the model's own parameter {param.target!r}; convscope names a "
+                               "layer_scale after the submodule that holds it: move it into one")
         layer = reader.layers.get(owner) or L.LayerScale()
         reader.layers[owner] = layer
         return (layer, owner), [other]
