@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import operator
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import layers as L
@@ -54,6 +53,7 @@ class _Reader:
     def __init__(self, torch, module, shape):
         self.torch, self.module, self.shape = torch, module, shape
         self.converter = _Converter(torch)
+        self.simple = _registry_functions()  # per call: types registered later count too
         self.qualified = {name: cls for cls in LAYER_TYPES.values() for name in _module_names(cls)}
         self.layers: Dict[str, Any] = {}      # module path -> layer (a module called twice is shared)
         self.nodes: List[Tuple[str, Any, List[str]]] = []
@@ -163,7 +163,8 @@ def from_torch_graph(module, input_shape) -> Graph:
             else:
                 _function_node(reader, node)
         except _Unsupported as error:
-            raise ConvscopeError(f"node {node.name!r} ({_describe(node)}) {error}") from None
+            sep = "" if str(error).startswith(":") else " "
+            raise ConvscopeError(f"node {node.name!r} ({_describe(node)}){sep}{error}") from None
     if not hasattr(output, "op") or not _is_tensor(torch, reader.values.get(output)):
         raise ConvscopeError(f"{type(module).__name__}'s forward must return one tensor; "
                              f"it returns {type(reader.values.get(output, output)).__name__}")
@@ -254,13 +255,12 @@ def _reshape(reader, node):
 
 
 def _flatten(reader, node):
-    a = _args(node, ("input", "start_dim", "end_dim"), {"start_dim": 0 if node.op == "call_function" else 0,
-                                                        "end_dim": -1})
+    a = _args(node, ("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1})
     ndim = reader.values[node.args[0]].dim()
-    if a["start_dim"] % ndim == 0:
+    start, end = a["start_dim"] % ndim, a["end_dim"] % ndim
+    if start == 0:
         raise _Unsupported("flattens the batch axis too; use torch.flatten(x, 1)")
-    return L.Flatten(a["start_dim"] % ndim, a["end_dim"] % ndim - ndim if a["end_dim"] % ndim != ndim - 1 else -1), \
-        [node.args[0]]
+    return L.Flatten(start, -1 if end == ndim - 1 else end), [node.args[0]]
 
 
 def _mean(reader, node):
@@ -404,7 +404,7 @@ def _function_node(reader: _Reader, node) -> None:
     if name in _PASS:
         reader.aliases[node] = reader.aliases.get(node.args[0], node.args[0])
         return
-    simple = _registry_functions()
+    simple = reader.simple
     base = name.rstrip("_")
     if name in _FUNCTIONS:
         layer, inputs = _FUNCTIONS[name](reader, node)
