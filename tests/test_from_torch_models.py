@@ -125,11 +125,13 @@ def test_imported_model_backward_equals_torch_autograd_in_float64(name):
     mode at 32×32 the last stages are 1×1, so batch statistics over two values per channel
     amplify float64 rounding to ~1e-7 relative in both engines alike; the batch-statistics
     backward itself is pinned by the batch-norm layer's own tests. PyTorch's hardsigmoid backward
-    multiplies by the float32 constant 1.0f/6.0f even in float64 (3e-8 relative; ours is the exact
-    1/6, see test_gating_norm), so mobilenet_v3's gradients agree to 1e-7 (relative and absolute) there."""
+    multiplies by the float32 constant 1.0f/6.0f even in float64 (3e-8 relative per gate, ~1e-6
+    after mobilenet_v3's nine gates; see test_gating_norm), so after the import the oracle's
+    hardsigmoids compute relu6(x + 3) / 6, whose float64 autograd uses the exact 1/6."""
     module = build(name).double()
     model = cs.interop.from_torch(module, (3, 32, 32))
     assert all(p.value.dtype == np.float64 for p in model.parameters())
-    hard = any(isinstance(m, torch.nn.Hardsigmoid) for m in module.modules())
-    tolerance = {"rtol": 1e-7, "atol": 1e-7} if hard else {}
-    assert_matches_torch(model, module, (3, 32, 32), batch=2, seed=2, train=False, **tolerance)
+    for m in module.modules():
+        if isinstance(m, torch.nn.Hardsigmoid):
+            m.forward = lambda x: torch.nn.functional.relu6(x + 3.0) / 6.0
+    assert_matches_torch(model, module, (3, 32, 32), batch=2, seed=2, train=False)
