@@ -33,8 +33,10 @@ def to_torch(model):
 
 def from_torch(module, input_shape):
     """A built convscope model with ``module``'s structure and weights, for the per-sample
-    ``input_shape``; ``module`` is an ``nn.Sequential`` (nested Sequentials, and the Concat
-    and Residual modules :func:`to_torch` makes, included) of layer types convscope has."""
+    ``input_shape``. A plain ``nn.Sequential`` (nested Sequentials, and the Concat and Residual
+    modules :func:`to_torch` makes, included) comes back as a Sequential; any other module whose
+    forward ``torch.fx`` can trace (torchvision's CNN classifiers, for example) as a
+    :class:`~convscope.Graph` whose state-dict keys equal the module's (:mod:`.fx_import`)."""
     from .torch_import import from_torch as convert
     return convert(module, input_shape)
 

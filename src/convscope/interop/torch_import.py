@@ -99,11 +99,10 @@ def from_torch(module, input_shape) -> Sequential:
     """See :func:`convscope.interop.from_torch`."""
     torch = require("torch", "from_torch")
     if not isinstance(module, torch.nn.Module):
-        raise ConvscopeError(f"from_torch takes a torch.nn.Module (an nn.Sequential), got {type(module).__name__}")
+        raise ConvscopeError(f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
     if type(module) is not torch.nn.Sequential:
-        kind = f"{type(module).__module__}.{type(module).__qualname__}"
-        raise ConvscopeError(f"from_torch converts an nn.Sequential of layers, got a {kind} (its forward "
-                             "is Python code convscope cannot read); rebuild it as nn.Sequential(...)")
+        from .fx_import import from_torch_graph
+        return from_torch_graph(module, input_shape)
     shape = _check_shape(input_shape)
     model = _Converter(torch).sequential(module, "", shape)
     try:

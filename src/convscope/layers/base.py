@@ -96,6 +96,9 @@ class Layer:
     diagram_fold: ClassVar[Optional[bool]] = None
     #: torch.nn class name of a one-to-one counterpart whose arguments are this constructor's.
     torch_class: ClassVar[Optional[str]] = None
+    #: Qualified names of further torch module classes (outside torch.nn, e.g. torchvision's) that
+    #: ``from_torch`` reads as this type with ``from_torch_module`` instead of tracing their forward.
+    torch_module_names: ClassVar[Tuple[str, ...]] = ()
     #: ONNX op type of a one-to-one, attribute-free counterpart.
     onnx_op: ClassVar[Optional[str]] = None
     #: Inputs taken as a graph node: 1, or None for "one or more" (merge layers).

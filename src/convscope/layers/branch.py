@@ -108,6 +108,7 @@ class StochasticDepth(Layer):
     family: ClassVar[str] = "shape"   # the identity at inference, like dropout
     diagram_fold: ClassVar[bool] = True  # drawn folded into the layer before it, like dropout
     torch_class: ClassVar[Optional[str]] = None
+    torch_module_names = ("torchvision.ops.stochastic_depth.StochasticDepth",)
     onnx_op: ClassVar[Optional[str]] = None
 
     def __init__(self, p: float, mode: str = "row"):

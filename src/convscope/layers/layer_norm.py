@@ -140,6 +140,11 @@ class LayerNorm(_LayerNormBase):
         k = len(self.shape_tuple())
         return self._run(x, tuple(range(x.ndim - k, x.ndim)), self.shape_tuple())
 
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        return cls(list(module.normalized_shape), eps=module.eps, elementwise_affine=module.elementwise_affine,
+                   bias=getattr(module, "bias", None) is not None)
+
     def torch_desc(self, path: str):
         from ..interop.torch_export import TorchDesc
         return TorchDesc("LayerNorm", {"normalized_shape": self.shape_tuple(), "eps": self.eps,
@@ -173,6 +178,7 @@ class LayerNorm2d(_LayerNormBase):
     """
 
     type_name = "layer_norm2d"
+    torch_module_names = ("torchvision.models.convnext.LayerNorm2d",)
 
     def __init__(self, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
                  num_features: Optional[int] = None):
@@ -198,6 +204,11 @@ class LayerNorm2d(_LayerNormBase):
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         return self._run(x, (1,), (1, x.shape[1]) + (1,) * (x.ndim - 2))
+
+    @classmethod
+    def from_torch_module(cls, module, path, input_shape, reader=None):
+        return cls(eps=module.eps, elementwise_affine=module.elementwise_affine,
+                   bias=getattr(module, "bias", None) is not None, num_features=module.normalized_shape[0])
 
     def torch_desc(self, path: str):
         from ..interop.torch_export import TorchDesc
