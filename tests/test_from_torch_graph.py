@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import convscope as cs
 from convscope.cli import main
 from convscope.errors import ConvscopeError
-from conftest import import_torchvision
+from torchvision_import import import_torchvision
 from oracle import assert_matches_torch
 
 tv = import_torchvision()

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import convscope as cs
-from conftest import import_torchvision
+from torchvision_import import import_torchvision
 from oracle import assert_matches_torch
 
 tv = import_torchvision()

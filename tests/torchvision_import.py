@@ -1,4 +1,5 @@
-"""Shared test helpers.
+"""Importing torchvision in tests (a plain module, not a conftest: tests/hostile has its own
+conftest, which its tests import by that name).
 
 ``import_torchvision()``: torchvision 0.28 from the package index is a CUDA build whose compiled
 ops do not load beside the CPU torch 2.13 ("operator torchvision::nms does not exist"). Its
