@@ -58,6 +58,8 @@ def read_attrs(onnx, node, describe: Callable[[], str]) -> Attrs:
                                      f"range (at most {MAX_ATTRIBUTE_INT:,})")
         if expected == FLOAT and not np.isfinite(value):
             raise ConvscopeError(f"{describe()}: attribute {attribute.name!r} is {value}, not a finite number")
+        if attribute.type == onnx.AttributeProto.TENSOR:  # checked and decoded, as initializers are
+            value = tensor_array(onnx, value, f"{describe()}: attribute {attribute.name!r}")
         values[attribute.name] = value
     return Attrs(values, describe)
 

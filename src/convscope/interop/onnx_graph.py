@@ -32,6 +32,7 @@ from ..layers.base import Layer
 from ..shapes import prod
 from . import onnx_fold, onnx_patterns
 from .onnx_import import MAX_ELEMENTS, _check_size, _Reader, _flatten_for, _float, one_to_one
+from .onnx_checks import constant_value, tensor_array
 
 _ALIASES = ("Identity", "Dropout")
 
@@ -43,7 +44,9 @@ class GraphReader(_Reader):
         self.onnx, self.path = onnx, path
         graph = proto.graph
         self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1)
-        self.consts: Dict[str, np.ndarray] = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        # The checked reader: data present as the dims promise, finite values (interop/onnx_checks.py).
+        self.consts: Dict[str, np.ndarray] = {t.name: tensor_array(onnx, t, f"{path}: initializer")
+                                              for t in graph.initializer}
         self.graph = graph
         self.nodes, self.shape_nodes, self.visited, self.weights = [], {}, set(), []
         self.consumers: Dict[str, list] = {}  # the structural helpers' look-ahead stays off
@@ -149,11 +152,7 @@ class GraphReader(_Reader):
         return self.records, self.acts[self.output][0]
 
     def _constant(self, node):
-        attrs = self.attrs(node)
-        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-            if key in attrs:
-                return np.asarray(attrs[key])
-        raise self.fail(node, f"holds {sorted(attrs)}; convscope reads Constant value(s) only")
+        return constant_value(self.onnx, node, lambda: f"{self.path}: {self.name(node)}")
 
     def _refuse_unknown_ops(self, graph) -> None:
         """All operators no reader knows, in one line: counted, the first node named, the
