@@ -27,6 +27,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .. import sklearn_files
 from ..errors import ConvscopeError
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
@@ -61,15 +62,13 @@ def sample(key: str) -> Picture:
     from PIL import Image
 
     if key.startswith("digit-") and key[6:].isdigit() and 0 <= int(key[6:]) <= 9:
-        from sklearn.datasets import load_digits
-        bunch = load_digits()
+        images, target = sklearn_files.digits()
         k = int(key[6:])
-        raw = bunch.images[int(np.flatnonzero(bunch.target == k)[0])].astype(np.float64)
+        raw = images[int(np.flatnonzero(target == k)[0])].astype(np.float64)
         image = Image.fromarray(np.round(raw * 255.0 / 16.0).astype(np.uint8), mode="L")
         return Picture(key, f"digit {k} (scikit-learn digits)", image, raw)
     if key in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-        image = Image.fromarray(load_sample_image(f"{key}.jpg"))
+        image = Image.fromarray(sklearn_files.photo(key))
         return Picture(key, f"{key}.jpg (scikit-learn sample photo)", image)
     known = ", ".join(s["key"] for s in samples())
     raise ConvscopeError(f"unknown sample {key!r}; the built-in samples are {known}")

@@ -176,12 +176,12 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool 
 # ----- the built-in data set ------------------------------------------------------------------
 def load_digits(seed: int = 0, test_fraction: float = 0.2, val_fraction: float = 0.1) -> Data:
     """scikit-learn's 1,797 handwritten digits, 1×8×8, ink 0–16 on a zero background."""
-    from sklearn.datasets import load_digits as sk_digits
+    from .. import sklearn_files
 
-    bunch = sk_digits()
-    x = bunch.images.astype(np.float32)[:, None]
+    images, target = sklearn_files.digits()
+    x = images.astype(np.float32)[:, None]
     prep = prep_mod.make(1, (8, 8), (0.0, 16.0), invert="auto", crop="ink")
-    return from_arrays(x, bunch.target, [str(c) for c in bunch.target_names], prep, name="digits",
+    return from_arrays(x, target, [str(c) for c in range(10)], prep, name="digits",
                        seed=seed, test_fraction=test_fraction, val_fraction=val_fraction)
 
 
