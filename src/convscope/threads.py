@@ -19,6 +19,8 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConvscopeError(f"set_num_threads needs a positive integer, got {n!r}")
     _limits = threadpool_limits(limits=n, user_api="blas")
+    from .ops import kernels
+    kernels.set_threads(n)
 
 
 def get_num_threads() -> int:

@@ -63,7 +63,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
-from . import winograd
+from . import kernels, winograd
 from .im2col import col2im_add, pad2d, unpad2d, window_view
 from .workspace import Workspace, fresh_copy, scratch
 
@@ -287,7 +287,8 @@ def _span(i: int, s: int, k: int, d: int) -> slice:
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
                    dilation=1, groups: int = 1, path: Optional[str] = None,
-                   workspace: Optional[Workspace] = None, _name: str = "conv2d"):
+                   workspace: Optional[Workspace] = None, _name: str = "conv2d",
+                   keep_for_backward: bool = True):
     """y = x ⋆ w + b (cross-correlation) for x (N, C_in, H, W), w (C_out, C_in/G, k_h, k_w).
 
     ``padding`` is an int, ``(p_h, p_w)`` or ``((top, bottom), (left, right))``. Returns
@@ -296,6 +297,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     the caller owns (a layer owns one), lets the fast paths reuse their column matrices and
     scratch across calls of the same shape instead of allocating them anew each time; the
     arrays returned (here and by backward) never share memory with it.
+    ``keep_for_backward=False`` (inference) returns ``(y, None)`` and keeps nothing for
+    backward: no window matrix, no Winograd input transform, no padded copy.
     """
     x, w = np.asarray(x), np.asarray(w)
     b = None if b is None else np.asarray(b)
@@ -309,8 +312,15 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
     path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3])
     if path == "winograd":
-        y, data = winograd.conv3x3_forward(x, w, b, pads, workspace=workspace)
-        return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data, workspace)
+        y, data = winograd.conv3x3_forward(x, w, b, pads, keep_for_backward=keep_for_backward,
+                                           workspace=workspace)
+        return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation, groups,
+                         data, workspace)
+    if path == "depthwise":
+        y = kernels.depthwise_forward(x, w, b, stride, dilation, pads, out)
+        if y is not None:   # numba's one-pass loop; without numba the NumPy path below
+            return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation,
+                             groups, pad2d(x, pads) if keep_for_backward else None, workspace)
     if path == "pointwise":
         y, data = _forward_pointwise(x, w), x
     elif path == "shifted":
@@ -327,7 +337,13 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
-    return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data, workspace)
+    return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation, groups, data,
+                     workspace)
+
+
+def _cache(keep: bool, *fields) -> Optional[ConvCache]:
+    """The ConvCache backward needs, or None for an inference pass (nothing kept alive)."""
+    return ConvCache(*fields) if keep else None
 
 
 def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
@@ -724,11 +740,11 @@ def _one(value, name):
 
 def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
                    dilation=1, groups: int = 1, path: Optional[str] = None,
-                   workspace: Optional[Workspace] = None):
+                   workspace: Optional[Workspace] = None, keep_for_backward: bool = True):
     """1-D convolution: x (N, C_in, L), w (C_out, C_in/G, k) -> y (N, C_out, L_out).
 
     ``padding`` is an int or ``(before, after)``. It runs :func:`conv2d_forward` on
-    x viewed as (N, C_in, 1, L) and w as (C_out, C_in/G, 1, k).
+    x viewed as (N, C_in, 1, L) and w as (C_out, C_in/G, 1, k) (``keep_for_backward`` as there).
     """
     x, w = np.asarray(x), np.asarray(w)
     if x.ndim != 3 or w.ndim != 3:
@@ -736,7 +752,7 @@ def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                              f"{x.shape} and {w.shape}")
     y, cache = conv2d_forward(x[:, :, None, :], w[:, :, None, :], b, (1, _one(stride, "stride")),
                               _pads1d(padding), (1, _one(dilation, "dilation")), groups, path,
-                              workspace, _name="conv1d")
+                              workspace, _name="conv1d", keep_for_backward=keep_for_backward)
     return y[:, :, 0, :], cache
 
 

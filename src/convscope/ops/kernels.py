@@ -1,0 +1,67 @@
+"""Optional compiled loops (numba) for the forward passes NumPy cannot express in one sweep.
+
+Installed with the ``fast`` extra (``pip install convscope[fast]``). Without numba every op
+keeps its NumPy path; with it, :func:`depthwise_forward` replaces the k_h·k_w whole-plane
+multiply-adds of a depthwise convolution (two memory passes per kernel offset) by one pass
+that reads each input row once per tap and writes each output row once, over both cores.
+
+The loops (in :mod:`convscope.ops._numba_kernels`) compute the definition in
+:mod:`convscope.ops.conv`: per output value, the bias plus the taps in the order
+a = 0..k_h−1, b = 0..k_w−1 (the NumPy paths add the bias last, so the two differ by
+rounding only), reading the zero
+padding implicitly (taps outside the input are skipped) instead of copying a padded input.
+They are compiled once per dtype with ``cache=True``, so a later process loads the machine
+code from numba's cache instead of compiling again.
+
+``AVAILABLE`` says whether numba imported; tests set it to False to check the fallback.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional
+
+import numpy as np
+
+#: True when numba is installed (checked without importing it: the import takes ~0.3 s and
+#: happens only when a kernel is first used).
+AVAILABLE = importlib.util.find_spec("numba") is not None
+
+_compiled = {}
+
+
+def _numba():
+    """The compiled kernels (importing numba and loading them on first use)."""
+    if not _compiled:
+        from . import _numba_kernels
+        _compiled["depthwise"] = _numba_kernels.depthwise
+        if _threads:
+            set_threads(_threads[0])
+    return _compiled
+
+
+_threads: list = []   # the count asked for by convscope.set_num_threads, applied once numba loads
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads in the compiled loops (called by :func:`convscope.set_num_threads`)."""
+    _threads[:] = [int(n)]
+    if AVAILABLE and _compiled:
+        import numba
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride, dilation, pads,
+                      out) -> Optional[np.ndarray]:
+    """groups = C_in = C_out convolution of the unpadded x (N, C, H, W) with w (C, 1, k_h, k_w):
+    a fresh y (N, C, H_out, W_out), bias included; None when numba is absent (the caller then
+    takes its NumPy path)."""
+    if not AVAILABLE:
+        return None
+    dtype = np.result_type(x, w)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    w3 = np.ascontiguousarray(w[:, 0], dtype=dtype)
+    bias = np.ascontiguousarray(b, dtype=dtype) if b is not None else np.zeros(x.shape[1], dtype)
+    y = np.empty((x.shape[0], x.shape[1]) + tuple(out), dtype=dtype)
+    (top, _), (left, _) = pads
+    _numba()["depthwise"](x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top), int(left), y)
+    return y
