@@ -3,7 +3,7 @@
     python -m benchmarks.micro_forward --engine convscope --cases dw,resnet18 [--src DIR]
     python -m benchmarks.micro_forward --engine torch --cases dw,resnet18
 
-One process per call, 2 threads, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed before NumPy
+One process per call, 2 threads (MICRO_THREADS=1 for one), OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed before NumPy
 loads (the kernel users get). Each case prints the median of ``--runs`` timed calls (after
 2 warm-ups) and their min–max. ``--src`` puts another checkout's ``src`` first on sys.path,
 so the old code (e.g. /work/main/src) and the new run in alternating processes.
@@ -22,8 +22,9 @@ import time
 
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(_var, None)
+THREADS = int(os.environ.get("MICRO_THREADS", "2"))   # 1: the CPU work alone, when the machine is shared
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "2"
+    os.environ[_var] = str(THREADS)
 
 # (name, batch, C_in, size, C_out, kernel, stride, padding, groups): benchmarks/cases.py's layers.
 CONV = {
@@ -92,7 +93,7 @@ def convscope_case(case):
 
 def torch_case(case):
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     nn = torch.nn
     if case in CONV:
@@ -130,7 +131,7 @@ def main():
         return
     if args.engine == "convscope":
         import convscope as cs
-        cs.set_num_threads(2)
+        cs.set_num_threads(THREADS)
     for case in args.cases.split(","):
         fn = convscope_case(case) if args.engine == "convscope" else torch_case(case)
         runs = args.runs if case not in ("resnet18", "mobilenet_v2") else max(5, args.runs // 3)

@@ -131,3 +131,33 @@ def test_relu6_inference_keeps_nan_and_bounds():
     x = np.array([[-1.0, 0.0, 3.0, 6.0, 7.5, np.nan]], np.float32)
     layer = cs.layers.ReLU6().build((6,))
     np.testing.assert_array_equal(layer.forward(x), [[0, 0, 3, 6, 6, np.nan]])
+
+
+def test_winograd_inference_notices_weights_changed_in_place():
+    """The transformed filters an inference pass keeps are reused only while the weights are
+    unchanged: an in-place update (an optimiser step) must give the new layer's output."""
+    rng = np.random.default_rng(3)
+    layer = cs.layers.Conv2d(16, 3, padding=1).build((16, 6, 6), seed=0, dtype=np.float64)
+    x = rng.standard_normal((2, 16, 6, 6))
+    first = layer.forward(x)
+    layer._params["weight"].value[0, 0, 1, 1] += 1.0   # in place, as SGD does
+    second = layer.forward(x)
+    module = cs.interop.to_torch(layer).double()
+    with torch.no_grad():
+        np.testing.assert_allclose(second, module(torch.tensor(x)).numpy(), rtol=1e-9, atol=1e-9)
+    assert not np.allclose(first, second)
+    layer.workspace.clear()   # dropped buffers come back as not kept: recomputed, still right
+    np.testing.assert_allclose(layer.forward(x), second, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_split_over_threads_matches_one_thread(monkeypatch):
+    """The planes cut into one part per worker (planes of 80·80·9 multiply-adds, over the
+    64k that a part must hold) give torch's output for every worker count."""
+    from convscope import threads
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((3, 5, 80, 80)), rng.standard_normal((5, 1, 3, 3))
+    expected = _torch_depthwise(x, w, None, (1, 1), (1, 1), ((1, 1), (1, 1)))
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(threads, "_workers", [workers])
+        y, _ = conv_ops.conv2d_forward(x, w, None, 1, 1, 1, 5, keep_for_backward=False)
+        np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)

@@ -3,12 +3,14 @@ and a kernel is first used; see that module for what each computes)."""
 import numba
 
 
-def _depthwise(x, w, b, s_h, s_w, d_h, d_w, top, left, y):
+@numba.njit(cache=True, nogil=True)   # cache: later processes load the machine code
+def depthwise(x, w, b, s_h, s_w, d_h, d_w, top, left, y, start, stop):
+    """Planes start..stop-1 of the flattened (N·C) axis of y."""
     # y[n, c, i, j] = b[c] + Σ_{a,e} w[c, a, e]·x[n, c, i·s_h + a·d_h − top, j·s_w + e·d_w − left]
     n, ch, h, wd = x.shape
     k_h, k_w = w.shape[1], w.shape[2]
     h_out, w_out = y.shape[2], y.shape[3]
-    for plane in numba.prange(n * ch):
+    for plane in range(start, stop):
         i_n = plane // ch
         c = plane % ch
         for i in range(h_out):
@@ -39,6 +41,3 @@ def _depthwise(x, w, b, s_h, s_w, d_h, d_w, top, left, y):
                             dst[j] += wv * src_s[j]
     return y
 
-
-#: Planes split over convscope.set_num_threads threads; compiled with cache=True: later processes load the machine code instead of compiling.
-depthwise = numba.njit(parallel=True, cache=True, nogil=True)(_depthwise)

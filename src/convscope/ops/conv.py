@@ -313,7 +313,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3])
     if path == "winograd":
         y, data = winograd.conv3x3_forward(x, w, b, pads, keep_for_backward=keep_for_backward,
-                                           workspace=workspace)
+                                           workspace=workspace, reuse_filters=not keep_for_backward)
         return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation, groups,
                          data, workspace)
     if path == "depthwise":

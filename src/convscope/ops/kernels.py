@@ -3,7 +3,8 @@
 Installed with the ``fast`` extra (``pip install convscope[fast]``). Without numba every op
 keeps its NumPy path; with it, :func:`depthwise_forward` replaces the k_h·k_w whole-plane
 multiply-adds of a depthwise convolution (two memory passes per kernel offset) by one pass
-that reads each input row once per tap and writes each output row once, over both cores.
+that reads each input row once per tap and writes each output row once, its planes split
+over convscope's threads (:func:`convscope.threads.run_split`).
 
 The loops (in :mod:`convscope.ops._numba_kernels`) compute the definition in
 :mod:`convscope.ops.conv`: per output value, the bias plus the taps in the order
@@ -22,6 +23,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..threads import run_split
+
 #: True when numba is installed (checked without importing it: the import takes ~0.3 s and
 #: happens only when a kernel is first used).
 AVAILABLE = importlib.util.find_spec("numba") is not None
@@ -34,20 +37,7 @@ def _numba():
     if not _compiled:
         from . import _numba_kernels
         _compiled["depthwise"] = _numba_kernels.depthwise
-        if _threads:
-            set_threads(_threads[0])
     return _compiled
-
-
-_threads: list = []   # the count asked for by convscope.set_num_threads, applied once numba loads
-
-
-def set_threads(n: int) -> None:
-    """Use ``n`` threads in the compiled loops (called by :func:`convscope.set_num_threads`)."""
-    _threads[:] = [int(n)]
-    if AVAILABLE and _compiled:
-        import numba
-        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride, dilation, pads,
@@ -63,5 +53,10 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], str
     bias = np.ascontiguousarray(b, dtype=dtype) if b is not None else np.zeros(x.shape[1], dtype)
     y = np.empty((x.shape[0], x.shape[1]) + tuple(out), dtype=dtype)
     (top, _), (left, _) = pads
-    _numba()["depthwise"](x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top), int(left), y)
+    kernel = _numba()["depthwise"]
+    args = (x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top), int(left), y)
+    plane_work = int(np.prod(out)) * w3.shape[1] * w3.shape[2]
+    # The planes split over convscope's threads (parts of at least ~64k multiply-adds).
+    run_split(lambda start, stop: kernel(*args, start, stop), x.shape[0] * x.shape[1],
+              min_part=max(1, (1 << 16) // max(plane_work, 1)))
     return y
