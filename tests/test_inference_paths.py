@@ -161,3 +161,24 @@ def test_depthwise_split_over_threads_matches_one_thread(monkeypatch):
         monkeypatch.setattr(threads, "_workers", [workers])
         y, _ = conv_ops.conv2d_forward(x, w, None, 1, 1, 1, 5, keep_for_backward=False)
         np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("numba_on", [True, False] if kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm_inference_one_pass_matches_torch(numba_on, dtype, monkeypatch):
+    """Above kernels.MIN_ELEMENTWISE values batch norm's eval forward is numba's one-pass
+    x·a_c + b_c: torch's eval forward to rounding (1e-9 in float64, 1e-5 in float32)."""
+    monkeypatch.setattr(kernels, "AVAILABLE", numba_on)
+    rng = np.random.default_rng(5)
+    layer = _with_running_statistics(cs.layers.BatchNorm2d().build((6, 48, 48), seed=0, dtype=dtype), rng)
+    layer._params["weight"].value[...] = rng.standard_normal(6)
+    layer._params["bias"].value[...] = rng.standard_normal(6)
+    x = rng.standard_normal((2, 6, 48, 48)).astype(dtype)
+    assert x.size >= kernels.MIN_ELEMENTWISE
+    y = layer.forward(x)
+    assert y.dtype == dtype
+    module = cs.interop.to_torch(layer).double().eval()
+    with torch.no_grad():
+        expected = module(torch.tensor(x.astype(np.float64))).numpy()
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)

@@ -41,3 +41,19 @@ def depthwise(x, w, b, s_h, s_w, d_h, d_w, top, left, y, start, stop):
                             dst[j] += wv * src_s[j]
     return y
 
+
+
+@numba.njit(cache=True, nogil=True)
+def channel_affine(x, scale, shift, y):
+    """y[n, c, ...] = x[n, c, ...]·scale[c] + shift[c] on the (N·C, plane) views x and y:
+    one read and one write per value."""
+    ch = scale.shape[0]
+    for plane in range(x.shape[0]):
+        a = scale[plane % ch]
+        b = shift[plane % ch]
+        src = x[plane]
+        dst = y[plane]
+        for j in range(src.shape[0]):
+            dst[j] = src[j] * a + b
+    return y
+

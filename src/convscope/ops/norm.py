@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..errors import ConvscopeError
+from . import kernels
 
 
 def _channel_axes(x: np.ndarray) -> Tuple[int, ...]:
@@ -93,6 +94,10 @@ def batch_norm_inference(x: np.ndarray, weight: Optional[np.ndarray], bias: Opti
     if bias is not None:
         shift = shift + bias
     dtype = np.result_type(x, running_var)
+    if x.dtype == dtype:
+        y = kernels.channel_affine(x, scale, shift)   # one pass with numba
+        if y is not None:
+            return y
     y = np.multiply(x, _per_channel(scale.astype(dtype, copy=False), x.ndim), dtype=dtype)
     y += _per_channel(shift.astype(dtype, copy=False), x.ndim)
     return y
