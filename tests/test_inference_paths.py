@@ -182,3 +182,18 @@ def test_batchnorm_inference_one_pass_matches_torch(numba_on, dtype, monkeypatch
         expected = module(torch.tensor(x.astype(np.float64))).numpy()
     tol = 1e-9 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+
+
+def test_inference_takes_im2col_where_training_takes_shifted():
+    """LeNet's conv2 (6·5·5 = 150 values per window): "shifted" for training (its one-GEMM
+    dW), im2col for inference; both give the reference loops' output."""
+    from convscope.ops.conv import choose_path
+    pads = ((0, 0), (0, 0))
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14) == "shifted"
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14, inference=True) == "im2col"
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 6, 9, 9)), rng.standard_normal((4, 6, 5, 5))
+    expected, _ = conv_ops.conv2d_forward(x, w, None, path="reference")
+    for keep in (True, False):
+        y, _ = conv_ops.conv2d_forward(x, w, None, keep_for_backward=keep)
+        np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)

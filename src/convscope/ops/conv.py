@@ -149,9 +149,10 @@ def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: i
 
 
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
-                width: Optional[int] = None) -> str:
+                width: Optional[int] = None, inference: bool = False) -> str:
     """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
-    "winograd" or "reference") a call takes.
+    "winograd" or "reference") a call takes. ``inference`` (nothing kept for backward): "auto"
+    never picks "shifted", whose gain is its one-GEMM dW (see SHIFTED_MIN_DEPTH).
 
     A path asked for by this call must apply (else an error says what it needs); the scoped
     or module default falls back to "auto" for layers it cannot compute.
@@ -173,7 +174,7 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
         return "winograd"
     if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
         return "pointwise"
-    if groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
+    if not inference and groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
             and shifted_applies(kernel, stride, dilation, pads, width):
         return "shifted"
     return "im2col"
@@ -184,6 +185,9 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
 SHIFTED_MAX_WIDTH_RATIO = 1.5
 #: ... and its one batch-wide GEMM only beats per-sample GEMMs once each window holds
 #: this many values (C_in·k_h·k_w; measured: LeNet's 6·5·5 wins, 1·5·5 and 3·3·3 lose).
+#: Forward alone it loses: on LeNet's conv2 at batch 64, per-sample GEMMs (im2col) took
+#: 0.88 ms against 1.40 ms (medians, one thread), and with 2 threads on shared cores the one
+#: big threaded GEMM waited for its second thread (13–24 ms against 0.87 ms).
 SHIFTED_MIN_DEPTH = 64
 
 #: Space-to-depth is not chosen by "auto": on AlexNet's conv1 (11×11/4) it measured no
@@ -310,7 +314,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     _check(_name, x, w, b, groups)
     kernel = w.shape[2:]
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
-    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3])
+    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3],
+                       inference=not keep_for_backward)
     if path == "winograd":
         y, data = winograd.conv3x3_forward(x, w, b, pads, keep_for_backward=keep_for_backward,
                                            workspace=workspace, reuse_filters=not keep_for_backward)
