@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import resource
 import statistics
 import sys
 import time
@@ -136,8 +137,10 @@ def main():
         fn = convscope_case(case) if args.engine == "convscope" else torch_case(case)
         runs = args.runs if case not in ("resnet18", "mobilenet_v2") else max(5, args.runs // 3)
         times = timed(fn, runs)
-        print(f"{case} {1e3 * statistics.median(times):.3f} {1e3 * min(times):.3f} {1e3 * max(times):.3f}",
-              flush=True)
+        line = f"{case} {1e3 * statistics.median(times):.3f} {1e3 * min(times):.3f} {1e3 * max(times):.3f}"
+        if os.environ.get("MICRO_RSS"):   # peak RSS of the process (one case per process to compare)
+            line += f" rss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MB"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
