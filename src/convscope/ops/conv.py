@@ -253,7 +253,7 @@ def _pads2d(padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
 def _check(name: str, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], groups: int) -> None:
     """Shape agreement between input, filters and biases; errors say expected vs got."""
     for label, array in (("input", x), ("weight", w)):
-        if not np.issubdtype(array.dtype, np.floating):
+        if array.dtype.kind != "f":   # real floating point, as np.issubdtype(..., np.floating)
             raise ConvscopeError(f"{name} expects a floating-point {label}, got {array.dtype}; "
                                  "convert it with .astype(np.float32)")
     if groups < 1:
