@@ -6,6 +6,9 @@ at run time through threadpoolctl, so benchmarks and users can pin a thread coun
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, List, Sequence
+
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from .errors import ConvscopeError
@@ -19,9 +22,43 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConvscopeError(f"set_num_threads needs a positive integer, got {n!r}")
     _limits = threadpool_limits(limits=n, user_api="blas")
+    _workers[:] = [n]
 
 
 def get_num_threads() -> int:
     """Threads of the first BLAS pool NumPy loaded (1 if none is found)."""
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
     return int(pools[0]["num_threads"]) if pools else 1
+
+
+# ----- a small pool for work that releases the GIL (compiled loops, large NumPy passes) --------
+
+_workers: List[int] = []     # the count set_num_threads asked for; else the BLAS pool's
+_pool: List[ThreadPoolExecutor] = []
+
+
+def worker_count() -> int:
+    """Threads :func:`run_split` uses: :func:`set_num_threads`'s value, else BLAS's."""
+    if not _workers:
+        _workers.append(get_num_threads())
+    return _workers[0]
+
+
+def run_split(task: Callable[[int, int], object], total: int, min_part: int = 1) -> None:
+    """Run ``task(start, stop)`` over ``range(total)`` cut into one part per worker (at least
+    ``min_part`` items each), the parts in parallel on a thread pool (idle threads sleep,
+    unlike OpenMP's spinning ones, so they never compete with BLAS's threads). ``task`` must
+    release the GIL to gain anything (numba's nogil loops, large NumPy operations)."""
+    parts = max(1, min(worker_count(), total // max(min_part, 1)))
+    if parts == 1:
+        task(0, total)
+        return
+    if not _pool or _pool[0]._max_workers < parts - 1:
+        if _pool:
+            _pool.pop().shutdown(wait=False)
+        _pool.append(ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="convscope"))
+    bounds = [total * i // parts for i in range(parts + 1)]
+    futures = [_pool[0].submit(task, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    task(bounds[0], bounds[1])   # the calling thread takes the first part
+    for future in futures:
+        future.result()

@@ -15,7 +15,7 @@ from ..errors import ConvscopeError, format_shape
 from ..ops import activations as act
 from ..ops.dropout import dropout_backward, dropout_forward
 from ..shapes import prod
-from .base import Layer, Shape
+from .base import Layer, Shape, keeps_caches
 from .registry import register
 
 __all__ = ["ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout"]
@@ -44,8 +44,15 @@ class _Elementwise(Layer):
     def _op_backward(self, dy, cache):
         raise NotImplementedError
 
+    def _op_inference(self, x):
+        """The output alone, for a pass that keeps nothing for backward; default: the forward's."""
+        return self._op_forward(x)[0]
+
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
-        y, self._cache = self._op_forward(x)
+        if keeps_caches(train):
+            y, self._cache = self._op_forward(x)
+        else:
+            y = self._op_inference(x)
         self._out_shape = y.shape
         return y
 
@@ -64,6 +71,9 @@ class ReLU(_Elementwise):
     def _op_forward(self, x):
         return act.relu_forward(x)
 
+    def _op_inference(self, x):
+        return act.relu(x)
+
     def _op_backward(self, dy, cache):
         return act.relu_backward(dy, cache, self.workspace)
 
@@ -81,6 +91,9 @@ class ReLU6(_Elementwise):
 
     def _op_forward(self, x):
         return act.relu6_forward(x)
+
+    def _op_inference(self, x):
+        return act.relu6(x)
 
     def _op_backward(self, dy, cache):
         return act.relu6_backward(dy, cache, self.workspace)

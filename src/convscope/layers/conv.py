@@ -23,7 +23,7 @@ from ..errors import ConvscopeError, format_count, format_shape
 from ..ops.conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward
 from ..ops.local import locally_connected2d_backward, locally_connected2d_forward
 from ..shapes import as_tuple, conv_output_size, prod, resolve_padding
-from .base import Layer, Shape
+from .base import Layer, Shape, keeps_caches
 from .registry import register
 
 __all__ = ["Conv1d", "Conv2d", "LocallyConnected2d"]
@@ -339,7 +339,7 @@ class Conv2d(_ConvNd):
         _check_channels(self, x)
         w, b = self._weights()
         y, self._cache = conv2d_forward(x, w, b, self.stride, self._pads(), self.dilation, self.groups,
-                                         workspace=self.workspace)
+                                         workspace=self.workspace, keep_for_backward=keeps_caches(train))
         self._out_shape = y.shape
         return y
 
@@ -376,7 +376,8 @@ class Conv1d(_ConvNd):
         _check_channels(self, x)
         w, b = self._weights()
         y, self._cache = conv1d_forward(x, w, b, self.stride, self._pads()[0], self.dilation,
-                                        self.groups, workspace=self.workspace)
+                                        self.groups, workspace=self.workspace,
+                                        keep_for_backward=keeps_caches(train))
         self._out_shape = y.shape
         return y
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ConvscopeError, format_count, format_shape
 from ..ops import norm as ops
 from ..shapes import prod
-from .base import Layer, Shape
+from .base import Layer, Shape, keeps_caches
 from .registry import register
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
@@ -168,6 +168,11 @@ class _BatchNorm(Layer):
         bias = self._params["bias"].value if self.affine else None
         tracking = self.track_running_stats
         use_batch = train or not tracking
+        if not use_batch and not keeps_caches(train):
+            y = ops.batch_norm_inference(x, weight, bias, self._buffers["running_mean"],
+                                         self._buffers["running_var"], self.eps)
+            self._out_shape = y.shape
+            return y
         y, cache = ops.batch_norm_forward(
             x, weight, bias,
             self._buffers["running_mean"] if tracking else None,

@@ -98,6 +98,12 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return _max_with_zero(x), _not(np.less_equal(x, 0))
 
 
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` alone (inference: no mask for backward)."""
+    x = np.ascontiguousarray(x)
+    return _max_with_zero(x) if x.dtype.kind == "f" else np.maximum(x, 0)
+
+
 def relu_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:
     """dL/dx = dy where x > 0 (or NaN) else 0; ``workspace`` (the layer's) holds the mask words."""
     return _select(np.asarray(dy), active, workspace)
@@ -106,6 +112,12 @@ def relu_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Worksp
 def relu6_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     active = _not((x <= 0) | (x >= 6))  # NaN passes its gradient, as in PyTorch
     return np.clip(x, 0, 6).astype(x.dtype, copy=False), active
+
+
+def relu6(x: np.ndarray) -> np.ndarray:
+    """``min(max(x, 0), 6)`` alone (inference: no mask for backward; NaN stays NaN)."""
+    # One pass (np.minimum against a scalar after _max_with_zero ran 3× slower).
+    return np.clip(x, 0, 6)
 
 
 def relu6_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:

@@ -63,7 +63,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
-from . import winograd
+from . import kernels, winograd
 from .im2col import col2im_add, pad2d, unpad2d, window_view
 from .workspace import Workspace, fresh_copy, scratch
 
@@ -149,9 +149,10 @@ def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: i
 
 
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
-                width: Optional[int] = None) -> str:
+                width: Optional[int] = None, inference: bool = False) -> str:
     """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
-    "winograd" or "reference") a call takes.
+    "winograd" or "reference") a call takes. ``inference`` (nothing kept for backward): "auto"
+    never picks "shifted", whose gain is its one-GEMM dW (see SHIFTED_MIN_DEPTH).
 
     A path asked for by this call must apply (else an error says what it needs); the scoped
     or module default falls back to "auto" for layers it cannot compute.
@@ -173,7 +174,7 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
         return "winograd"
     if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
         return "pointwise"
-    if groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
+    if not inference and groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
             and shifted_applies(kernel, stride, dilation, pads, width):
         return "shifted"
     return "im2col"
@@ -184,6 +185,9 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
 SHIFTED_MAX_WIDTH_RATIO = 1.5
 #: ... and its one batch-wide GEMM only beats per-sample GEMMs once each window holds
 #: this many values (C_in·k_h·k_w; measured: LeNet's 6·5·5 wins, 1·5·5 and 3·3·3 lose).
+#: Forward alone it loses: on LeNet's conv2 at batch 64, per-sample GEMMs (im2col) took
+#: 0.88 ms against 1.40 ms (medians, one thread), and with 2 threads on shared cores the one
+#: big threaded GEMM waited for its second thread (13–24 ms against 0.87 ms).
 SHIFTED_MIN_DEPTH = 64
 
 #: Space-to-depth is not chosen by "auto": on AlexNet's conv1 (11×11/4) it measured no
@@ -249,7 +253,7 @@ def _pads2d(padding) -> Tuple[Tuple[int, int], Tuple[int, int]]:
 def _check(name: str, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], groups: int) -> None:
     """Shape agreement between input, filters and biases; errors say expected vs got."""
     for label, array in (("input", x), ("weight", w)):
-        if not np.issubdtype(array.dtype, np.floating):
+        if array.dtype.kind != "f":   # real floating point, as np.issubdtype(..., np.floating)
             raise ConvscopeError(f"{name} expects a floating-point {label}, got {array.dtype}; "
                                  "convert it with .astype(np.float32)")
     if groups < 1:
@@ -287,7 +291,8 @@ def _span(i: int, s: int, k: int, d: int) -> slice:
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
                    dilation=1, groups: int = 1, path: Optional[str] = None,
-                   workspace: Optional[Workspace] = None, _name: str = "conv2d"):
+                   workspace: Optional[Workspace] = None, _name: str = "conv2d",
+                   keep_for_backward: bool = True):
     """y = x ⋆ w + b (cross-correlation) for x (N, C_in, H, W), w (C_out, C_in/G, k_h, k_w).
 
     ``padding`` is an int, ``(p_h, p_w)`` or ``((top, bottom), (left, right))``. Returns
@@ -296,6 +301,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     the caller owns (a layer owns one), lets the fast paths reuse their column matrices and
     scratch across calls of the same shape instead of allocating them anew each time; the
     arrays returned (here and by backward) never share memory with it.
+    ``keep_for_backward=False`` (inference) returns ``(y, None)`` and keeps nothing for
+    backward: no window matrix, no Winograd input transform, no padded copy.
     """
     x, w = np.asarray(x), np.asarray(w)
     b = None if b is None else np.asarray(b)
@@ -307,10 +314,18 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     _check(_name, x, w, b, groups)
     kernel = w.shape[2:]
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
-    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3])
+    path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3],
+                       inference=not keep_for_backward)
     if path == "winograd":
-        y, data = winograd.conv3x3_forward(x, w, b, pads, workspace=workspace)
-        return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data, workspace)
+        y, data = winograd.conv3x3_forward(x, w, b, pads, keep_for_backward=keep_for_backward,
+                                           workspace=workspace, reuse_filters=not keep_for_backward)
+        return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation, groups,
+                         data, workspace)
+    if path == "depthwise":
+        y = kernels.depthwise_forward(x, w, b, stride, dilation, pads, out)
+        if y is not None:   # numba's one-pass loop; without numba the NumPy path below
+            return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation,
+                             groups, pad2d(x, pads) if keep_for_backward else None, workspace)
     if path == "pointwise":
         y, data = _forward_pointwise(x, w), x
     elif path == "shifted":
@@ -327,7 +342,13 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
-    return y, ConvCache(path, x.shape, w, b is not None, stride, pads, dilation, groups, data, workspace)
+    return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation, groups, data,
+                     workspace)
+
+
+def _cache(keep: bool, *fields) -> Optional[ConvCache]:
+    """The ConvCache backward needs, or None for an inference pass (nothing kept alive)."""
+    return ConvCache(*fields) if keep else None
 
 
 def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
@@ -724,11 +745,11 @@ def _one(value, name):
 
 def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0,
                    dilation=1, groups: int = 1, path: Optional[str] = None,
-                   workspace: Optional[Workspace] = None):
+                   workspace: Optional[Workspace] = None, keep_for_backward: bool = True):
     """1-D convolution: x (N, C_in, L), w (C_out, C_in/G, k) -> y (N, C_out, L_out).
 
     ``padding`` is an int or ``(before, after)``. It runs :func:`conv2d_forward` on
-    x viewed as (N, C_in, 1, L) and w as (C_out, C_in/G, 1, k).
+    x viewed as (N, C_in, 1, L) and w as (C_out, C_in/G, 1, k) (``keep_for_backward`` as there).
     """
     x, w = np.asarray(x), np.asarray(w)
     if x.ndim != 3 or w.ndim != 3:
@@ -736,7 +757,7 @@ def conv1d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                              f"{x.shape} and {w.shape}")
     y, cache = conv2d_forward(x[:, :, None, :], w[:, :, None, :], b, (1, _one(stride, "stride")),
                               _pads1d(padding), (1, _one(dilation, "dilation")), groups, path,
-                              workspace, _name="conv1d")
+                              workspace, _name="conv1d", keep_for_backward=keep_for_backward)
     return y[:, :, 0, :], cache
 
 

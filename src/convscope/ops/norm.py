@@ -17,6 +17,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..errors import ConvscopeError
+from . import kernels
 
 
 def _channel_axes(x: np.ndarray) -> Tuple[int, ...]:
@@ -75,6 +76,31 @@ def batch_norm_forward(x: np.ndarray, weight: Optional[np.ndarray], bias: Option
     if training:
         cache.update(mean=mean, var=var, count=count)
     return y, cache
+
+
+def batch_norm_inference(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray],
+                         running_mean: np.ndarray, running_var: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """The eval-mode forward of :func:`batch_norm_forward` with nothing kept for backward, as
+    one scale and one shift per channel (two passes over x instead of four)::
+
+        y = x · a_c + b_c,   a_c = γ_c / sqrt(σ²_c + ε),   b_c = β_c − μ_c · a_c
+
+    Equal to the step-by-step form up to rounding (PyTorch's CPU inference folds it alike)."""
+    # a_c and b_c in float64 (C values), then the two passes in x's dtype.
+    scale = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -np.asarray(running_mean, np.float64) * scale
+    if bias is not None:
+        shift = shift + bias
+    dtype = np.result_type(x, running_var)
+    if x.dtype == dtype:
+        y = kernels.channel_affine(x, scale, shift)   # one pass with numba
+        if y is not None:
+            return y
+    y = np.multiply(x, _per_channel(scale.astype(dtype, copy=False), x.ndim), dtype=dtype)
+    y += _per_channel(shift.astype(dtype, copy=False), x.ndim)
+    return y
 
 
 def batch_norm_backward(dy: np.ndarray, cache: Dict

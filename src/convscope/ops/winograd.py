@@ -45,6 +45,23 @@ def filter_transform(w: np.ndarray) -> np.ndarray:
     return np.matmul(_G_KRON.astype(w.dtype), w.reshape(k * c, 9).T).reshape(16, k, c)
 
 
+def transformed_filters(w: np.ndarray, key: str, ws: Optional[Workspace] = None) -> np.ndarray:
+    """U = :func:`filter_transform` (w), remembered in the workspace with a copy of the w it
+    came from: while the weights stay the same (every inference call), U is reused after one
+    comparison of w with that copy instead of being recomputed (a 16·K·C product whose
+    inner dimension, 9, keeps BLAS far from its peak). Weights updated in place are noticed
+    by the comparison; a buffer the workspace dropped comes back as not kept."""
+    if ws is None:
+        return filter_transform(w)
+    k, c = w.shape[:2]
+    seen, seen_kept = ws.reuse(key + ".w_seen", w.shape, w.dtype)
+    u, u_kept = ws.reuse(key + ".u", (16, k, c), w.dtype)
+    if not (seen_kept and u_kept and np.array_equal(seen, w)):
+        np.matmul(_G_KRON.astype(w.dtype), w.reshape(k * c, 9).T, out=u.reshape(16, k * c))
+        np.copyto(seen, w)
+    return u
+
+
 def _bt_pair(d0, d1, d2, d3, outs):
     """Bᵀ along one axis, written into ``outs``: (d0 − d2, d1 + d2, d2 − d1, d1 − d3)."""
     np.subtract(d0, d2, out=outs[0])
@@ -131,12 +148,14 @@ def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str, ws: Optional[
 
 
 def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward: bool = True,
-                    key: str = "wino", workspace: Optional[Workspace] = None):
+                    key: str = "wino", workspace: Optional[Workspace] = None, reuse_filters: bool = False):
     """Stride-1, dilation-1, ungrouped 3×3 convolution by Winograd F(2×2, 3×3).
 
     x (N, C, H, W), w (K, C, 3, 3), b (K,) or None, pads ((top, bottom), (left, right)),
     each 0..2. Returns (y (N, K, H_out, W_out), cache) with H_out = H + top + bottom − 2.
     ``workspace`` (the layer's) holds the transforms' scratch between calls; y is always fresh.
+    ``reuse_filters`` (inference, where the weights rarely change between calls) keeps the
+    transformed filters in the workspace (:func:`transformed_filters`).
     """
     ws = workspace
     n, c, h, wd = x.shape
@@ -149,7 +168,8 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
     v = input_transform(phases, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
                         else scratch(ws, key + ".v", v_shape, x.dtype), key, ws)
-    m = np.matmul(filter_transform(w), v, out=scratch(ws, key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
+    u = transformed_filters(w, key, ws) if reuse_filters else filter_transform(w)
+    m = np.matmul(u, v, out=scratch(ws, key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
     exact = (2 * th, 2 * tw) == (h_out, w_out)
     y_full = np.empty((n, k, 2 * th, 2 * tw), x.dtype) if exact else \
         scratch(ws, key + ".y", (n, k, 2 * th, 2 * tw), x.dtype)

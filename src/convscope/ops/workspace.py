@@ -78,6 +78,13 @@ class Workspace:
             self.budget._add(self, key, buffer.nbytes)
         return buffer
 
+    def reuse(self, name: str, shape, dtype) -> Tuple[np.ndarray, bool]:
+        """``(array, kept)``: :meth:`get`'s array, and whether it is the very array an earlier
+        call returned (so it still holds what was written into it), not a new one."""
+        key = (name, tuple(int(s) for s in shape), np.dtype(dtype).str)
+        kept = key in self._buffers
+        return self.get(name, shape, dtype), kept
+
     def kept_bytes(self) -> int:
         """Bytes this workspace keeps alive."""
         return sum(b.nbytes for b in self._buffers.values())

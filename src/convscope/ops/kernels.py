@@ -1,0 +1,83 @@
+"""Optional compiled loops (numba) for the forward passes NumPy cannot express in one sweep.
+
+Installed with the ``fast`` extra (``pip install convscope[fast]``). Without numba every op
+keeps its NumPy path; with it, :func:`depthwise_forward` replaces the k_h·k_w whole-plane
+multiply-adds of a depthwise convolution (two memory passes per kernel offset) by one pass
+that reads each input row once per tap and writes each output row once, its planes split
+over convscope's threads (:func:`convscope.threads.run_split`).
+
+The loops (in :mod:`convscope.ops._numba_kernels`) compute the definition in
+:mod:`convscope.ops.conv`: per output value, the bias plus the taps in the order
+a = 0..k_h−1, b = 0..k_w−1 (the NumPy paths add the bias last, so the two differ by
+rounding only), reading the zero
+padding implicitly (taps outside the input are skipped) instead of copying a padded input.
+They are compiled once per dtype with ``cache=True``, so a later process loads the machine
+code from numba's cache instead of compiling again.
+
+``AVAILABLE`` says whether numba imported; tests set it to False to check the fallback.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional
+
+import numpy as np
+
+from ..threads import run_split
+
+#: True when numba is installed (checked without importing it: the import takes ~0.3 s and
+#: happens only when a kernel is first used).
+AVAILABLE = importlib.util.find_spec("numba") is not None
+
+_compiled = {}
+
+
+def _numba():
+    """The compiled kernels (importing numba and loading them on first use)."""
+    if not _compiled:
+        from . import _numba_kernels
+        _compiled["depthwise"] = _numba_kernels.depthwise
+        _compiled["channel_affine"] = _numba_kernels.channel_affine
+    return _compiled
+
+
+def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride, dilation, pads,
+                      out) -> Optional[np.ndarray]:
+    """groups = C_in = C_out convolution of the unpadded x (N, C, H, W) with w (C, 1, k_h, k_w):
+    a fresh y (N, C, H_out, W_out), bias included; None when numba is absent (the caller then
+    takes its NumPy path)."""
+    if not AVAILABLE:
+        return None
+    dtype = np.result_type(x, w)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    w3 = np.ascontiguousarray(w[:, 0], dtype=dtype)
+    bias = np.ascontiguousarray(b, dtype=dtype) if b is not None else np.zeros(x.shape[1], dtype)
+    y = np.empty((x.shape[0], x.shape[1]) + tuple(out), dtype=dtype)
+    (top, _), (left, _) = pads
+    kernel = _numba()["depthwise"]
+    args = (x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top), int(left), y)
+    plane_work = int(np.prod(out)) * w3.shape[1] * w3.shape[2]
+    # The planes split over convscope's threads (parts of at least ~64k multiply-adds).
+    run_split(lambda start, stop: kernel(*args, start, stop), x.shape[0] * x.shape[1],
+              min_part=max(1, (1 << 16) // max(plane_work, 1)))
+    return y
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: Element-wise kernels only pay for their call below this many values (NumPy then).
+MIN_ELEMENTWISE = 1 << 14
+
+
+def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> Optional[np.ndarray]:
+    """A fresh ``x·scale[c] + shift[c]`` for x (N, C, *S) in one pass (batch norm at
+    inference; NumPy needs two, and a temporary); None without numba or for small x.
+    One thread: measured on 2 shared cores, handing half the planes to a second thread cost
+    more than it saved even at 1.2M values."""
+    if not AVAILABLE or x.size < MIN_ELEMENTWISE or x.ndim < 3 or x.dtype not in _FLOATS:
+        return None
+    x = np.ascontiguousarray(x)
+    planes = x.shape[0] * x.shape[1]
+    y = np.empty_like(x)
+    _numba()["channel_affine"](x.reshape(planes, -1), scale.astype(x.dtype), shift.astype(x.dtype),
+                               y.reshape(planes, -1))
+    return y

@@ -1,0 +1,199 @@
+"""The inference paths (issue 16): forward(train=False) keeps no backward cache, and the
+ops it takes instead (numba's depthwise loop, batch norm as scale and shift, ReLU without
+a mask) compute the same numbers as the reference loops and PyTorch in float64.
+
+Expected values come from ``_forward_reference`` (the definition's loops) and
+torch.nn.functional in float64; tolerances 1e-9 are rounding only (sums in another order).
+"""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import convscope as cs
+from convscope.layers.base import _Replay
+from convscope.ops import conv as conv_ops, kernels
+
+
+def _torch_depthwise(x, w, b, stride, dilation, pads):
+    (top, bottom), (left, right) = pads
+    tx = torch.nn.functional.pad(torch.tensor(x), (left, right, top, bottom))
+    tb = None if b is None else torch.tensor(b)
+    return torch.nn.functional.conv2d(tx, torch.tensor(w), tb, stride=stride, dilation=dilation,
+                                      groups=x.shape[1]).numpy()
+
+
+@pytest.mark.parametrize("numba_on", [True, False] if kernels.AVAILABLE else [False])
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(2, 5), h=st.integers(1, 11), w=st.integers(1, 11),
+       k=st.tuples(st.integers(1, 5), st.integers(1, 5)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       pads=st.tuples(*(st.integers(0, 3) for _ in range(4))), bias=st.booleans(), keep=st.booleans(),
+       seed=st.integers(0, 10_000))
+def test_depthwise_forward_matches_the_loops_and_torch(numba_on, n, c, h, w, k, stride, dilation, pads, bias,
+                                                       keep, seed):
+    """Random shapes, asymmetric padding, strides and dilations; with and without numba (the
+    NumPy fallback), with and without a backward cache."""
+    pt, pb, pl, pr = pads
+    if h + pt + pb < dilation[0] * (k[0] - 1) + 1 or w + pl + pr < dilation[1] * (k[1] - 1) + 1:
+        return  # the window does not fit: rejected before the op runs
+    rng = np.random.default_rng(seed)
+    x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((c, 1) + k)
+    b = rng.standard_normal(c) if bias else None
+    padding = ((pt, pb), (pl, pr))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "AVAILABLE", numba_on)
+        y, cache = conv_ops.conv2d_forward(x, weight, b, stride, padding, dilation, c, path="depthwise",
+                                           keep_for_backward=keep)
+    expected, _ = conv_ops.conv2d_forward(x, weight, b, stride, padding, dilation, c, path="reference")
+    np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(y, _torch_depthwise(x, weight, b, stride, dilation, padding), rtol=1e-9, atol=1e-9)
+    assert (cache is None) == (not keep)
+    if keep:  # the cache from the compiled forward serves the NumPy backward
+        dy = rng.standard_normal(y.shape)
+        dx, dw, db = conv_ops.conv2d_backward(dy, cache)
+        ref_dx, ref_dw, _ = conv_ops.conv2d_backward(dy, conv_ops.conv2d_forward(
+            x, weight, b, stride, padding, dilation, c, path="reference")[1])
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(dw, ref_dw, rtol=1e-9, atol=1e-9)
+
+
+def test_depthwise_float32_stays_float32_and_fresh():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    y1, _ = conv_ops.conv2d_forward(x, w, None, 1, 1, 1, 3, keep_for_backward=False)
+    y2, _ = conv_ops.conv2d_forward(x, w, None, 1, 1, 1, 3, keep_for_backward=False)
+    assert y1.dtype == np.float32 and not np.shares_memory(y1, y2)
+
+
+def _mobile_block():
+    layers = cs.layers
+    return cs.Sequential([layers.Conv2d(8, 3, padding=1), layers.BatchNorm2d(), layers.ReLU6(),
+                          layers.Conv2d(8, 3, stride=2, padding=1, groups=8), layers.BatchNorm2d(), layers.ReLU(),
+                          layers.MaxPool2d(2), layers.Conv2d(4, 1), layers.Flatten(), layers.Linear(3)])
+
+
+def _with_running_statistics(model, rng):
+    for name, b in model.named_buffers():
+        if name.endswith("running_var"):
+            b[...] = rng.uniform(0.5, 2.0, b.shape)
+        elif name.endswith("running_mean"):
+            b[...] = rng.standard_normal(b.shape)
+    return model
+
+
+def test_inference_keeps_no_backward_cache():
+    """After forward(train=False) no layer holds a window matrix, mask, argmax or ConvCache:
+    only a reference to its input (the _Replay marker)."""
+    model = _mobile_block().build((3, 12, 12), seed=0)
+    model.forward(np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32))
+    for name, layer in model.children():
+        assert isinstance(layer._cache, _Replay), name
+
+
+def test_inference_equals_training_forward_and_torch():
+    """BN folded to scale and shift, ReLU/ReLU6 without masks: the eval forward equals the
+    forward that keeps caches, and torch's eval forward, in float64."""
+    rng = np.random.default_rng(1)
+    model = _with_running_statistics(_mobile_block().build((3, 12, 12), seed=0, dtype=np.float64), rng)
+    x = rng.standard_normal((2, 3, 12, 12))
+    y = model.forward(x)
+    with cs.layers.base.keeping_caches():
+        kept = model.forward(x)
+    np.testing.assert_allclose(y, kept, rtol=1e-12, atol=1e-12)
+    module = cs.interop.to_torch(model).double().eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(y, module(torch.tensor(x)).numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_backward_after_inference_replays_the_forward():
+    """The gradients of the inference-mode function (a saliency map with batch norm's running
+    statistics) still work: backward re-runs the forward with caches, and equals torch's."""
+    rng = np.random.default_rng(2)
+    model = _with_running_statistics(_mobile_block().build((3, 12, 12), seed=0, dtype=np.float64), rng)
+    x = rng.standard_normal((2, 3, 12, 12))
+    y = model.forward(x)
+    dy = rng.standard_normal(y.shape)
+    dx = model.backward(dy)
+    module = cs.interop.to_torch(model).double().eval()
+    tx = torch.tensor(x, requires_grad=True)
+    module(tx).backward(torch.tensor(dy))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    grads = dict((name, p.grad) for name, p in model.named_parameters())
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-9, atol=1e-9)
+    with pytest.raises(cs.ConvscopeError, match="backward called before forward"):
+        model.backward(dy)  # the replayed caches were used up
+
+
+def test_relu6_inference_keeps_nan_and_bounds():
+    x = np.array([[-1.0, 0.0, 3.0, 6.0, 7.5, np.nan]], np.float32)
+    layer = cs.layers.ReLU6().build((6,))
+    np.testing.assert_array_equal(layer.forward(x), [[0, 0, 3, 6, 6, np.nan]])
+
+
+def test_winograd_inference_notices_weights_changed_in_place():
+    """The transformed filters an inference pass keeps are reused only while the weights are
+    unchanged: an in-place update (an optimiser step) must give the new layer's output."""
+    rng = np.random.default_rng(3)
+    layer = cs.layers.Conv2d(16, 3, padding=1).build((16, 6, 6), seed=0, dtype=np.float64)
+    x = rng.standard_normal((2, 16, 6, 6))
+    first = layer.forward(x)
+    layer._params["weight"].value[0, 0, 1, 1] += 1.0   # in place, as SGD does
+    second = layer.forward(x)
+    module = cs.interop.to_torch(layer).double()
+    with torch.no_grad():
+        np.testing.assert_allclose(second, module(torch.tensor(x)).numpy(), rtol=1e-9, atol=1e-9)
+    assert not np.allclose(first, second)
+    layer.workspace.clear()   # dropped buffers come back as not kept: recomputed, still right
+    np.testing.assert_allclose(layer.forward(x), second, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_split_over_threads_matches_one_thread(monkeypatch):
+    """The planes cut into one part per worker (planes of 80·80·9 multiply-adds, over the
+    64k that a part must hold) give torch's output for every worker count."""
+    from convscope import threads
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((3, 5, 80, 80)), rng.standard_normal((5, 1, 3, 3))
+    expected = _torch_depthwise(x, w, None, (1, 1), (1, 1), ((1, 1), (1, 1)))
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(threads, "_workers", [workers])
+        y, _ = conv_ops.conv2d_forward(x, w, None, 1, 1, 1, 5, keep_for_backward=False)
+        np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("numba_on", [True, False] if kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm_inference_one_pass_matches_torch(numba_on, dtype, monkeypatch):
+    """Above kernels.MIN_ELEMENTWISE values batch norm's eval forward is numba's one-pass
+    x·a_c + b_c: torch's eval forward to rounding (1e-9 in float64, 1e-5 in float32)."""
+    monkeypatch.setattr(kernels, "AVAILABLE", numba_on)
+    rng = np.random.default_rng(5)
+    layer = _with_running_statistics(cs.layers.BatchNorm2d().build((6, 48, 48), seed=0, dtype=dtype), rng)
+    layer._params["weight"].value[...] = rng.standard_normal(6)
+    layer._params["bias"].value[...] = rng.standard_normal(6)
+    x = rng.standard_normal((2, 6, 48, 48)).astype(dtype)
+    assert x.size >= kernels.MIN_ELEMENTWISE
+    y = layer.forward(x)
+    assert y.dtype == dtype
+    module = cs.interop.to_torch(layer).double().eval()
+    with torch.no_grad():
+        expected = module(torch.tensor(x.astype(np.float64))).numpy()
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+
+
+def test_inference_takes_im2col_where_training_takes_shifted():
+    """LeNet's conv2 (6·5·5 = 150 values per window): "shifted" for training (its one-GEMM
+    dW), im2col for inference; both give the reference loops' output."""
+    from convscope.ops.conv import choose_path
+    pads = ((0, 0), (0, 0))
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14) == "shifted"
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14, inference=True) == "im2col"
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 6, 9, 9)), rng.standard_normal((4, 6, 5, 5))
+    expected, _ = conv_ops.conv2d_forward(x, w, None, path="reference")
+    for keep in (True, False):
+        y, _ = conv_ops.conv2d_forward(x, w, None, keep_for_backward=keep)
+        np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
