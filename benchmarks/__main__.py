@@ -64,6 +64,7 @@ class Runner:
         self.env = benchmark_env(args.threads)
         self.blas = {}      # engine -> set of "internal_api architecture version" seen
         self.files = {}
+        self.cpu_seconds = 0.0  # CPU time of all benchmark processes (a load-independent cost)
 
     def worker(self, engine: str, keys, min_time: float, min_runs: int = 5, warmup: int = 2) -> dict:
         job = {"engine": engine, "keys": list(keys), "threads": self.args.threads, "min_time": min_time,
@@ -74,6 +75,7 @@ class Runner:
             message = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
             return {key: {"error": message} for key in keys}
         report = json.loads(done.stdout.strip().splitlines()[-1])
+        self.cpu_seconds += report.get("process_cpu_seconds", 0.0)
         for lib in report["blas"]:
             if lib.get("internal_api") == "openblas":
                 self.blas.setdefault(engine, set()).add(
@@ -216,6 +218,7 @@ def run_mainjob(runner: Runner, rounds: int) -> list:
                 cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "digits_torch_loop.py"), "--out", out,
                        "--threads", str(runner.args.threads)]
             result = run_timed(cmd, runner.env, out + ".log")
+            runner.cpu_seconds += result["cpu_seconds"]
             if "error" in result:
                 row["errors"].setdefault(engine, []).append(result["error"])
                 continue
@@ -312,11 +315,11 @@ def main(argv=None) -> int:
             "threads": args.threads, "rounds": args.rounds, "scaling_rounds": args.scaling_rounds,
             "min_time": args.min_time, "command": "python -m benchmarks " + " ".join(argv if argv is not None
                                                                                     else sys.argv[1:]),
-            "versions": versions(runner.env), "section_seconds": {}}
+            "versions": versions(runner.env), "section_seconds": {}, "section_cpu_seconds": {}}
     results = {"meta": meta, "rows": [], "caches": None, "summary": None}
     try:
         for part in parts:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), runner.cpu_seconds
             say(f"{part} ...")
             if part == "conv":
                 results["rows"] += run_conv(runner, args.rounds, match)
@@ -342,6 +345,7 @@ def main(argv=None) -> int:
             elif part == "summary":
                 results["summary"] = run_summary()
             meta["section_seconds"][part] = round(time.perf_counter() - t0, 1)
+            meta["section_cpu_seconds"][part] = round(runner.cpu_seconds - cpu0, 1)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     meta["wall_seconds"] = round(time.perf_counter() - started, 1)

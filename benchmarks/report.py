@@ -27,6 +27,8 @@ def fmt_time(seconds) -> str:
         return "—"
     if seconds >= 10:
         return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
     ms = seconds * 1e3
     if ms >= 100:
         return f"{ms:.0f} ms"
@@ -205,15 +207,17 @@ def render(results: dict) -> str:
     meta, rows = results["meta"], results["rows"]
     v = meta.get("versions", {})
     blas = "; ".join(f"{engine}: {', '.join(kinds)}" for engine, kinds in sorted(meta.get("blas", {}).items()))
-    sections = ", ".join(f"{k} {s / 60:.1f} min" for k, s in meta.get("section_seconds", {}).items())
+    cpu = meta.get("section_cpu_seconds", {})
+    sections = ", ".join(f"{k} {s / 60:.1f} min" + (f" (CPU {cpu[k] / 60:.1f} min)" if k in cpu else "")
+                         for k, s in meta.get("section_seconds", {}).items())
     out = [f"### Results — {meta['date']}", "",
            f"`{meta['command']}`: wall time {meta.get('wall_seconds', 0) / 60:.1f} min ({sections}).", "",
            f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['kernel']}; Python {v.get('python')}, NumPy "
            f"{v.get('numpy')}, PyTorch {v.get('torch')}, ONNX Runtime {v.get('onnxruntime')}; "
            f"{meta['threads']} threads everywhere. NumPy's OpenBLAS in the benchmark processes: {blas or 'not recorded'}.",
            "",
-           f"{meta['rounds']} alternating fresh-process rounds per case ({meta['scaling_rounds']} for the scaling "
-           f"grid); each process times the median call over at least {meta['min_time']:g} s after warm-up. "
+           f"Rounds: {meta['rounds']} alternating fresh-process rounds per case ({meta['scaling_rounds']} for the "
+           f"scaling grid); each process times the median call over at least {meta['min_time']:g} s after warm-up. "
            "Ratio = convscope / other, per round; the table gives the median over rounds and the min–max "
            "of the per-round ratios. **Below 1, convscope is faster.**", ""]
     compared = [r for r in rows if r["section"] not in ("scaling", "fast/reference")]

@@ -32,6 +32,12 @@ SLOW = 0.25  # seconds per call above which 3 timed calls and 1 warm-up suffice
 MAX_RUNS = 2000
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def time_median(fn, min_time: float, min_runs: int = 5, warmup: int = 2):
     """(median seconds of one call, timed calls) after ``warmup`` untimed calls."""
     t0 = time.perf_counter()
@@ -178,8 +184,10 @@ def run_job(job: dict) -> dict:
             gc.collect()
             reset = reset_peak_rss() if memory else False
             base = rss_mib()
+            cpu = cpu_seconds()
             seconds, runs = time_median(fn, job["min_time"], job.get("min_runs", 5), job.get("warmup", 2))
-            entry = {"seconds": seconds, "runs": runs, "params": count}
+            # CPU seconds of warm-up and timed calls: a machine-load-independent cost estimate
+            entry = {"seconds": seconds, "runs": runs, "params": count, "cpu_seconds": cpu_seconds() - cpu}
             if memory:
                 peak = peak_rss_mib(reset)
                 entry.update(rss_base_mib=base, rss_peak_mib=peak, rss_rise_mib=peak - base,
@@ -190,7 +198,7 @@ def run_job(job: dict) -> dict:
         fn = None
         gc.collect()
     return {"engine": engine, "results": results, "blas": blas_record(),
-            "torch_imported": "torch" in sys.modules}
+            "torch_imported": "torch" in sys.modules, "process_cpu_seconds": cpu_seconds()}
 
 
 # ----- inference caches ----------------------------------------------------------------------------

@@ -123,6 +123,7 @@ def test_write_readme_replaces_only_the_marked_section(tmp_path):
 
 def test_fmt_time_units():
     assert report.fmt_time(12.3) == "12.3 s"
+    assert report.fmt_time(1.234) == "1.23 s"
     assert report.fmt_time(0.1234) == "123 ms"
     assert report.fmt_time(0.01234) == "12.3 ms"
     assert report.fmt_time(0.001234) == "1.23 ms"
