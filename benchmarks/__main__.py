@@ -33,23 +33,12 @@ import tempfile
 import time
 
 from . import cases as C
+from .env import ROOT, benchmark_env
 from .report import write_readme
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ("conv", "lenet", "nets", "memory", "mainjob", "scaling")
 EXTRA_SECTIONS = ("reference", "summary")
 REFERENCE_CASES = [1, 7]  # the reference loops are slow: small layers only
-
-
-def benchmark_env(threads: int) -> dict:
-    """The environment of every benchmark process (and only theirs)."""
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # see DESIGN.md, Benchmarks
-        env.pop(var, None)
-    env["PYTHONPATH"] = os.path.join(ROOT, "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 def say(text: str) -> None:

@@ -20,8 +20,8 @@ import os
 import sys
 
 from .cases import LENET_TEXT, NETS
+from .env import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR = 0.01
 CLASSES = {"lenet5": 10, "resnet18-cifar": 10, "resnet18": 1000, "mobilenet_v2": 1000}
 

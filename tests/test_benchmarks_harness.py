@@ -153,3 +153,17 @@ def test_digits_torch_loop_uses_the_main_jobs_split_and_scaling():
     model = cs.from_spec(default_spec((1, 8, 8), 10)).build((1, 8, 8), seed=0)
     assert sum(p.value.size for p in model.parameters()) == 38282
     assert sum(p.numel() for p in make_model().parameters()) == 38282
+
+
+def test_benchmark_env_unsets_the_kernel_overrides_and_pins_threads(monkeypatch):
+    from benchmarks.env import ROOT as root, benchmark_env
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = benchmark_env(2)
+    assert "OPENBLAS_CORETYPE" not in env and "OPENBLAS_L2_SIZE" not in env
+    assert [env[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")] == ["2"] * 3
+    assert env["PYTHONPATH"] == os.path.join(root, "src") + os.pathsep + "/elsewhere"
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"  # only the benchmark processes lose it
