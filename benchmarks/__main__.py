@@ -163,7 +163,9 @@ def run_scaling(runner: Runner, rounds: int, match) -> list:
     for r in range(rounds):
         for keys in jobs:
             for engine in ("convscope", "torch"):
-                results = runner.worker(engine, keys, runner.args.scaling_min_time, min_runs=3, warmup=1)
+                # 2 timed calls after 1 warm-up at least: a slope needs less than a goal's ratio,
+                # and the slowest points (seconds per call) dominate the run's wall time
+                results = runner.worker(engine, keys, runner.args.scaling_min_time, min_runs=2, warmup=1)
                 for key in keys:
                     record(rows[key], engine, r, results[key])
             for key in keys:
