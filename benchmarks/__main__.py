@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from . import cases as C
@@ -58,8 +59,12 @@ class Runner:
     def worker(self, engine: str, keys, min_time: float, min_runs: int = 5, warmup: int = 2) -> dict:
         job = {"engine": engine, "keys": list(keys), "threads": self.args.threads, "min_time": min_time,
                "min_runs": min_runs, "warmup": warmup, "files": self.files, "folder": self.folder}
-        done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(job)],
-                              capture_output=True, text=True, env=self.env, cwd=ROOT)
+        try:
+            done = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(job)],
+                                  capture_output=True, text=True, env=self.env, cwd=ROOT,
+                                  timeout=self.args.timeout)
+        except subprocess.TimeoutExpired:
+            return {key: {"error": f"the process ran over --timeout {self.args.timeout:g} s"} for key in keys}
         if done.returncode != 0:
             message = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
             return {key: {"error": message} for key in keys}
@@ -173,13 +178,16 @@ def run_scaling(runner: Runner, rounds: int, match) -> list:
     return list(rows.values())
 
 
-def run_timed(cmd, env, log_path: str) -> dict:
+def run_timed(cmd, env, log_path: str, timeout: float) -> dict:
     """Wall seconds, CPU seconds and peak RSS of one whole process (os.wait4's rusage of that
-    child alone), and its last output line."""
+    child alone), and its last output line; killed after ``timeout`` seconds."""
     with open(log_path, "w") as log:
         started = time.perf_counter()
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
         _, status, usage = os.wait4(process.pid, 0)
+        killer.cancel()
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
     with open(log_path) as log:
@@ -208,7 +216,7 @@ def run_mainjob(runner: Runner, rounds: int) -> list:
             else:
                 cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "digits_torch_loop.py"), "--out", out,
                        "--threads", str(runner.args.threads)]
-            result = run_timed(cmd, runner.env, out + ".log")
+            result = run_timed(cmd, runner.env, out + ".log", runner.args.timeout)
             runner.cpu_seconds += result["cpu_seconds"]
             if "error" in result:
                 row["errors"].setdefault(engine, []).append(result["error"])
@@ -281,6 +289,8 @@ def parse_args(argv):
     parser.add_argument("--scaling-min-time", type=float, default=0.2)
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"sections: {', '.join(SECTIONS + EXTRA_SECTIONS)} (default: all but the last two)")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds after which one benchmark process is stopped and its cases marked failed")
     parser.add_argument("--match", default=None, help="only cases whose key or name contains this text")
     parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "last-run.json"))
     parser.add_argument("--readme", action="store_true", help="rewrite the results section of benchmarks/README.md")
