@@ -160,8 +160,9 @@ def scaling_tables(rows) -> list:
                                  f"{_slope(xs, times)} |")
                 ratios = [None if r is None else ratio_spread(r["times"]["convscope"], r["times"]["torch"])
                           for r in found]
-                table.append(f"| {step} | ratio | {' | '.join('—' if s is None else f'{s.median:.2f}' for s in ratios)}"
-                             " | |")
+                shown = ["—" if s is None else f"{s.median:.3f}" if s.median < 0.1 else f"{s.median:.2f}"
+                         for s in ratios]
+                table.append(f"| {step} | ratio | {' | '.join(shown)} | |")
             if table:
                 lines += [f"{net}, {sweep} sweep {where}:", "",
                           f"| step | engine | {' | '.join(header)} | {slope} |",
