@@ -63,13 +63,9 @@ def worker(engine: str, device: str, steps: int, threads: int) -> dict:
 
 
 def _measure(engine: str, device: str, steps: int, threads: int) -> dict:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # see DESIGN.md, Benchmarks
-        env.pop(var, None)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.path.join(root, "src") + os.pathsep + env.get("PYTHONPATH", "")
+    from .env import ROOT as root, benchmark_env
+
+    env = benchmark_env(threads)
     done = subprocess.run([sys.executable, "-m", "benchmarks.train_engines", "--worker", engine, device,
                            "--steps", str(steps), "--threads", str(threads)],
                           capture_output=True, text=True, env=env, cwd=root)
