@@ -262,6 +262,8 @@ def cache_check(threads: int) -> dict:
         held, seen = [], set()
         for path, layer in _walk(model):
             cache = getattr(layer, "_cache", None)
+            if type(cache).__name__ == "_Replay":
+                continue  # the model's own input, kept by the outermost layer to replay for a backward
             if cache is not None:
                 held.append({"layer": path, "type": layer.type_name,
                              "bytes": _array_bytes(cache, skip, seen)})

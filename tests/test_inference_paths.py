@@ -84,12 +84,19 @@ def _with_running_statistics(model, rng):
 
 
 def test_inference_keeps_no_backward_cache():
-    """After forward(train=False) no layer holds a window matrix, mask, argmax or ConvCache:
-    only a reference to its input (the _Replay marker)."""
+    """After forward(train=False) no layer holds a window matrix, mask, argmax or ConvCache,
+    nor a reference to its input (which would keep every intermediate map alive): the model
+    alone keeps its own input (the _Replay marker), and a backward then replays the pass."""
     model = _mobile_block().build((3, 12, 12), seed=0)
-    model.forward(np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32))
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    y = model.forward(x)
+    assert isinstance(model._cache, _Replay) and model._cache.x is x
     for name, layer in model.children():
-        assert isinstance(layer._cache, _Replay), name
+        assert layer._cache is None, name
+    dx_after_inference = model.backward(np.ones_like(y))
+    with cs.layers.base.keeping_caches():
+        model.forward(x)
+    np.testing.assert_array_equal(dx_after_inference, model.backward(np.ones_like(y)))
 
 
 def test_inference_equals_training_forward_and_torch():

@@ -87,6 +87,11 @@ def keeping_caches() -> Iterator[None]:
         _KEEP_CACHES.reset(token)
 
 
+#: True while an inference pass runs below its outermost forward call (see Layer.forward).
+_INSIDE_INFERENCE: "contextvars.ContextVar[bool]" = contextvars.ContextVar("convscope_inside_inference",
+                                                                          default=False)
+
+
 def keeps_caches(train: bool) -> bool:
     """Whether a forward pass with this ``train`` flag must compute its backward cache."""
     return bool(train) or _KEEP_CACHES.get()
@@ -94,8 +99,9 @@ def keeps_caches(train: bool) -> bool:
 
 class _Replay:
     """What an inference pass (``train=False``) keeps instead of a backward cache: a reference
-    to its input, no copy and nothing computed. A backward after it (the gradients of the
-    inference-mode function: saliency maps, gradcheck in eval mode) first re-runs that
+    to its input, no copy and nothing computed, held by the outermost layer (the model) only,
+    so the intermediate maps are freed as the pass goes. A backward after it (the gradients of
+    the inference-mode function: saliency maps, gradcheck in eval mode) first re-runs that
     forward with caches; a plain inference pass pays nothing for backward."""
 
     __slots__ = ("x", "train")
@@ -333,10 +339,35 @@ class Layer:
         if train and x.shape[0] == 0:  # backward would have nothing to average over
             raise ConvscopeError(f"{self.type_name}: a training forward pass needs at least one sample, got "
                                  "an empty batch")
-        y = self._forward(x, train)
-        if not keeps_caches(train):
-            self._cache = _Replay(x, train)
+        return self._forward_recording(x, train, self._forward)
+
+    def _forward_recording(self, x: np.ndarray, train: bool, run) -> np.ndarray:
+        """``run(x, train)``, recording what a backward will need. A training pass (or one inside
+        :func:`keeping_caches`) keeps its caches as ``run`` sets them. An inference pass keeps
+        none: the outermost layer of the pass (the model) keeps a reference to its input
+        (:class:`_Replay`) and every layer below it keeps nothing, so each intermediate map is
+        freed as soon as the next layer has read it."""
+        if keeps_caches(train):
+            return run(x, train)
+        if _INSIDE_INFERENCE.get():
+            y = run(x, train)
+            self._cache = None
+            return y
+        token = _INSIDE_INFERENCE.set(True)
+        try:
+            y = run(x, train)
+        finally:
+            _INSIDE_INFERENCE.reset(token)
+        self._cache = _Replay(x, train)
         return y
+
+    def _replay_for_backward(self) -> None:
+        """When the last forward was an inference pass, run it again keeping caches, so that a
+        backward gives the gradients of the inference-mode function (saliency, eval gradcheck)."""
+        if isinstance(self._cache, _Replay):
+            replay = self._cache
+            with keeping_caches():
+                self.forward(replay.x, replay.train)
 
     __call__ = forward
 
@@ -355,10 +386,7 @@ class Layer:
         if expected is not None and dy.shape != expected:
             raise ConvscopeError(f"{self.type_name}: backward expects dy of shape {expected} "
                                  f"(the last output's), got {dy.shape}")
-        if isinstance(self._cache, _Replay):
-            replay = self._cache
-            with keeping_caches():
-                self._forward(replay.x, replay.train)
+        self._replay_for_backward()
         self._input_grad = input_grad
         dx = self._backward(dy.astype(self.dtype, copy=False))
         self._cache = None

@@ -125,7 +125,9 @@ class Sequential(Layer):
         return shape
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        x = self._check_input(x)
+        return self._forward_recording(self._check_input(x), train, self._run_children)
+
+    def _run_children(self, x: np.ndarray, train: bool) -> np.ndarray:
         for name, layer in self.children():
             try:
                 x = layer.forward(x, train)
@@ -141,6 +143,7 @@ class Sequential(Layer):
         skip dL/dx (the trainer passes it: the data needs no gradient)."""
         if self._cache is None:
             raise ConvscopeError("backward called before forward; run forward(x, train=True) first")
+        self._replay_for_backward()
         children = self.children()
         for index in range(len(children) - 1, -1, -1):
             name, layer = children[index]

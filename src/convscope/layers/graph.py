@@ -321,7 +321,9 @@ class Graph(Layer):
 
     # ----- running ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        x = self._check_input(x)
+        return self._forward_recording(self._check_input(x), train, self._run_all)
+
+    def _run_all(self, x: np.ndarray, train: bool) -> np.ndarray:
         y = self.run(x, train)
         self._cache = True
         self._out_shape = y.shape
@@ -365,6 +367,7 @@ class Graph(Layer):
         returned. Shared layers get the sum of their uses' gradients."""
         if self._cache is None:
             raise ConvscopeError("backward called before forward; run forward(x, train=True) first")
+        self._replay_for_backward()
         dy = np.asarray(dy)
         if dy.shape != self._out_shape:
             raise ConvscopeError(f"graph: backward expects dy of shape {self._out_shape} (the last output's), "
