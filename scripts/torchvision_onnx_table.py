@@ -71,13 +71,16 @@ def run_cell(name: str, exporter: str) -> dict:
         om.export(module, x, path, exporter)
         export_seconds = time.perf_counter() - start
         size = os.path.getsize(path)
+        import onnx
+        opset = max(o.version for o in onnx.load(path, load_external_data=False).opset_import
+                    if o.domain in ("", "ai.onnx"))
         try:
             r = om.measure(module, x, path)
         except Exception as error:  # a refusal is a result: recorded, first line only
             return {"failure": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}",
                     "export_seconds": export_seconds}
     del r["model"]
-    r.update(export_seconds=export_seconds, bytes=size, input=list(x.shape), commit=_commit())
+    r.update(export_seconds=export_seconds, bytes=size, input=list(x.shape), commit=_commit(), opset=opset)
     return r
 
 
@@ -121,9 +124,10 @@ def markdown(results: dict, when: str, where: str) -> str:
         bad = verdict(r)
         passed += not bad
         if "failure" in r:
-            rows.append(f"| {name} | {exporter} | – | – | – | – | – | – | – | {r.get('commit', '–')} | FAIL: {r['failure']} |")
+            rows.append(f"| {name} | {exporter} | – | – | – | – | – | – | – | – | {r.get('commit', '–')} "
+                        f"| FAIL: {r['failure']} |")
             continue
-        rows.append(f"| {name} | {exporter} | {r['params_file']:,} / {r['params_torch']:,} / {r['params_note']:,} "
+        rows.append(f"| {name} | {exporter} | {r.get('opset', '–')} | {r['params_file']:,} / {r['params_torch']:,} / {r['params_note']:,} "
                     f"| {r['macs']:,} | {r['macs_hook']:,} | {r['error']:.1e} | {'yes' if r['top1'] else 'NO'} "
                     f"| {r['seconds']:.2f} | {r['export_seconds']:.0f} | {r.get('commit', '–')} "
                     f"| {'pass' if not bad else 'FAIL: ' + '; '.join(bad)} |")
@@ -140,7 +144,8 @@ ViT, Swin and MaxViT aside), weights=None, eval mode, batch-norm running statist
 Exporters (torch 2.13): `torchscript` = `torch.onnx.export(dynamo=False)` with constant folding
 (the default; it folds batch norms into the convolutions), `torchscript-nofold` =
 `do_constant_folding=False`, `dynamo` = `dynamo=True` (torch 2.13's default exporter),
-`torchscript-opsetN` = constant folding at opset N.
+`torchscript-opsetN` = constant folding at opset N. Both exporters write opset 20 unless told
+otherwise (the opset column, where recorded, is read from the file).
 
 Columns: params as *file / torch / note* (the note is the number of parameters the summary's
 folding line accounts for: folded batch norms and the all-zero biases the dynamo exporter drops;
@@ -151,8 +156,8 @@ equal; `from_onnx` time in seconds (a fresh process, the machine shared and the 
 so indicative only); the export's time; the commit the cell ran on ("+": with uncommitted
 changes; "–": not recorded, cells run before the script recorded it).
 
-| model | exporter | params file / torch / note | MACs ours | MACs hook | max rel. error | top-1 equal | import s | export s | code | verdict |
-|---|---|---|---|---|---|---|---|---|---|---|
+| model | exporter | opset | params file / torch / note | MACs ours | MACs hook | max rel. error | top-1 equal | import s | export s | code | verdict |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
 
 
