@@ -8,22 +8,7 @@ import warnings
 
 import numpy as np
 
-
-def import_torchvision():
-    """torchvision 0.28 from the index is a CUDA build whose compiled ops do not load beside the
-    CPU torch; its pure-Python models import once the two operator schemas exist (defined once
-    per process, whichever helper runs first)."""
-    import torch
-    if not hasattr(torch.ops.torchvision, "nms"):
-        try:
-            lib = torch.library.Library("torchvision", "DEF")
-            lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
-            import_torchvision._lib = lib  # keep the registration alive
-        except RuntimeError:  # defined by another helper in this process
-            pass
-    import torchvision
-    return torchvision
+from torchvision_import import import_torchvision
 
 
 #: Every CNN classifier family of torchvision.models (its smallest variant; ViT, Swin, MaxViT aside).
@@ -56,16 +41,52 @@ def build(name: str):
     return module, torch.randn(1, 3, size, size, generator=g)
 
 
+#: The exporters every model goes through: torch's TorchScript exporter with and without
+#: constant folding (its default opset) and the default (dynamo) exporter.
+EXPORTERS = ("torchscript", "torchscript-nofold", "dynamo")
+
+
 def export(module, x, path: str, exporter: str) -> str:
-    """``exporter``: "torchscript" (constant folding on), "torchscript-nofold" or "dynamo"."""
+    """``exporter``: "torchscript" (constant folding on), "torchscript-nofold" or "dynamo",
+    optionally with "-opsetN" appended (e.g. "torchscript-opset13"; default: the exporter's)."""
     import torch
+    base, _, opset = exporter.partition("-opset")
+    opset = int(opset) if opset else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if exporter == "dynamo":
-            torch.onnx.export(module, (x,), path, dynamo=True, verbose=False)
+        if base == "dynamo":
+            torch.onnx.export(module, (x,), path, dynamo=True, verbose=False, opset_version=opset)
+        elif base in ("torchscript", "torchscript-nofold"):
+            torch.onnx.export(module, (x,), path, dynamo=False, do_constant_folding=base == "torchscript",
+                              opset_version=opset)
         else:
-            torch.onnx.export(module, (x,), path, dynamo=False, do_constant_folding=exporter == "torchscript")
+            raise ValueError(f"unknown exporter {exporter!r}")
     return path
+
+
+def measure(module, x, path: str) -> dict:
+    """Import ``path`` with from_onnx and compare with the torch module (the oracle), returning
+    {model, seconds, error (max |ours − torch| / max |torch|), top1 (equal), params_file,
+    params_torch, params_note, macs, macs_hook, note}."""
+    import time
+
+    import torch
+
+    import convscope as cs
+    start = time.perf_counter()
+    model = cs.interop.from_onnx(path)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        expected = module(x).numpy()
+    got = model.forward(x.numpy(), train=False)
+    report = cs.analyze(model, tuple(x.shape[1:]))
+    return {"model": model, "seconds": seconds,
+            "error": float(np.abs(got - expected).max() / np.abs(expected).max()),
+            "top1": got.argmax(axis=1).tolist() == expected.argmax(axis=1).tolist(),
+            "params_file": sum(p.value.size for p in model.parameters()),
+            "params_torch": sum(p.numel() for p in module.parameters()),
+            "params_note": model.import_folded_params, "params_report": report.total_params,
+            "macs": report.total_macs, "macs_hook": conv_linear_macs(module, x), "note": model.import_note}
 
 
 def conv_linear_macs(module, x) -> int:

@@ -140,3 +140,68 @@ def test_cli_commands_take_an_onnx_model(tmp_path, capsys):
     (tmp_path / "not-a-model.bin").write_bytes(b"\x00\x01\x02\xff")
     assert main(["summary", os.fspath(tmp_path / "not-a-model.bin")]) == 2
     assert ".onnx model" in capsys.readouterr().err
+
+
+def _as_strided_graph(path, positions):
+    """x (2, 3, 2, 2) -> Reshape [-1] -> Gather(positions, axis 0) -> Flatten: how torch's dynamo
+    exporter writes aten.as_strided (ConvNeXt's pooled features), at an exported batch of 2."""
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["f"]),
+             helper.make_node("Gather", ["f", "positions"], ["g"], axis=0),
+             helper.make_node("Flatten", ["g"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 12])],
+        initializer=[numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+                     numpy_helper.from_array(positions.astype(np.int64), "positions")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return os.fspath(path)
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2), (1, 2, 0)])
+def test_as_strided_as_reshape_and_gather_is_a_view_of_each_sample(tmp_path, perm):
+    # each sample b takes positions b·12 + (its own 3×2×2 values in the order of perm):
+    # in order a reshape, permuted (1, 2, 0) a permute to (2, 2, 3); ONNX Runtime is the oracle
+    own = np.arange(12).reshape(3, 2, 2).transpose(perm)
+    path = _as_strided_graph(tmp_path / "strided.onnx", np.stack([own, own + 12]))
+    model = cs.interop.from_onnx(path)
+    types = {layer.type_name for _, layer in model.children()} if isinstance(model, cs.Graph) else set()
+    assert ("permute" in types) == (perm != (0, 1, 2))
+    x = np.random.default_rng(0).standard_normal((2, 3, 2, 2)).astype(np.float32)
+    np.testing.assert_array_equal(model.forward(x, train=False), ort_run(path, x))
+
+
+def test_as_strided_that_mixes_samples_is_refused(tmp_path):
+    own = np.arange(12).reshape(3, 2, 2)
+    path = _as_strided_graph(tmp_path / "mixed.onnx", np.stack([own, own]))  # sample 1 reads sample 0
+    message = one_line_error(cs.interop.from_onnx, path)
+    assert "mix samples" in message and "Gather" in message
+
+
+def _fx_node(call: str):
+    node = helper.make_node(*call[0], name=call[1])
+    entry = node.metadata_props.add()
+    entry.key, entry.value = "pkg.torch.onnx.fx_node", call[2]
+    return node
+
+
+def test_dynamo_note_counts_only_biases_the_module_had(tmp_path):
+    # torch's dynamo exporter leaves out all-zero biases; a module without a bias looks the same
+    # in the graph, and only the recorded aten call tells them apart (DenseNet's bias-free convs
+    # were counted as dropped: 2,752 too many). Here: a conv without bias, a linear with a zero
+    # one (its 3 biases are the only parameters the note may count).
+    nodes = [
+        _fx_node((("Conv", ["x", "conv.weight"], ["c"]), "node_Conv_0",
+                  "%conv2d : [num_users=1] = call_function[target=torch.ops.aten.conv2d.default](args = "
+                  "(%x, %p_conv_weight, None, [1, 1], [1, 1]), kwargs = {})")),
+        helper.make_node("Flatten", ["c"], ["f"], name="node_Flatten_1", axis=1),
+        _fx_node((("Gemm", ["f", "fc.weight"], ["y"]), "node_Gemm_2",
+                  "%linear : [num_users=1] = call_function[target=torch.ops.aten.linear.default](args = "
+                  "(%view, %p_fc_weight, %p_fc_bias), kwargs = {})")),
+    ]
+    nodes[2].attribute.append(helper.make_attribute("transB", 1))
+    rng = np.random.default_rng(0)
+    path = make_graph(tmp_path / "dynamo.onnx", nodes, {"conv.weight": rng.standard_normal((2, 1, 3, 3)).astype(
+        np.float32), "fc.weight": rng.standard_normal((3, 8)).astype(np.float32)}, (1, 4, 4), (3,))
+    model = cs.interop.from_onnx(path)
+    assert model.import_folded_params == 3
+    assert "all-zero biases of 1 convolution/linear layer (3 parameters fewer)" in model.import_note

@@ -56,8 +56,11 @@ class Explorer:
                 raise ConvscopeError(f"{found.label!r} does not say its input size; add --input such as "
                                      "--input 3x32x32")
             model, shape = found.model, tuple(found.input_shape)
-            model.build(shape, seed=0)
-            self.weights = "random weights (seed 0): give a checkpoint to see trained ones"
+            if found.kind == "onnx":  # built by from_onnx: keep the file's weights
+                self.weights = f"weights from {os.path.basename(found.label)}"
+            else:
+                model.build(shape, seed=0)
+                self.weights = "random weights (seed 0): give a checkpoint to see trained ones"
         self.model, self.input_shape = model, shape
         self.report = analyze(model, shape)
         self.rows = {row.name: row for row in self.report.layers}

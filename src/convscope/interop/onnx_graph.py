@@ -66,6 +66,8 @@ class GraphReader(_Reader):
             for name in node.input:
                 self.uses[name] = self.uses.get(name, 0) + 1
         self._refuse_unknown_ops(graph)
+        #: ONNX value -> activation it flattens with the batch (Reshape to [-1]; see _g_merged)
+        self.merged: Dict[str, str] = {}
         self.folded_bn = 0  # parameters of batch norms the exporter folded away (see notes)
 
     # ----- records --------------------------------------------------------------------------
@@ -135,6 +137,10 @@ class GraphReader(_Reader):
                 if value is None:
                     raise self.unsupported(node, op)
                 self.consts[node.output[0]] = value
+                continue
+            merged = [n for n in live if n in self.merged]
+            if merged:
+                self._g_merged(node, op, merged[0])
                 continue
             missing = [n for n in live if n not in self.acts]
             if missing:
@@ -311,6 +317,9 @@ class GraphReader(_Reader):
     def _g_Reshape(self, node, live, shape):
         target = [int(v) for v in np.asarray(self.const(node, 1, "target shape")).reshape(-1)]
         allowzero = self.attrs(node).get("allowzero", 0)
+        if target == [-1]:  # batch and sample in one axis: only a Gather may follow (_g_merged)
+            self.merged[node.output[0]] = live[0]
+            return
         if not target or target[0] not in (0, -1, onnx_fold.PROBE_BATCH, self.export_batch) \
                 or (allowzero and 0 in target):
             raise self.fail(node, f"reshapes to {target}; convscope keeps the batch as the first axis")
@@ -323,6 +332,43 @@ class GraphReader(_Reader):
         except ConvscopeError as error:
             raise self.fail(node, str(error)) from None
         self._view(node, live, shape, out)
+
+    def _g_merged(self, node, op: str, flat: str) -> None:
+        """A node reading ``flat`` = Reshape(x, [-1]), the whole batch as one axis. torch's
+        dynamo exporter writes ``as_strided`` that way: Gather(flat, indices, axis=0) with
+        constant indices of shape (N_export, *out). Read when every sample takes the same
+        positions of its own values (indices[b] − b·S equal for all b, within [0, S), S the
+        per-sample size): in order, a reshape to ``out``; in the order of a permutation of
+        x's axes, a permute; otherwise refused."""
+        source = self.merged[flat]
+        shape = self.acts[source][1]
+        size = prod(shape)
+        why = "flattens the batch into its other axes (Reshape to [-1])"
+        indices = self.consts.get(node.input[1]) if op == "Gather" and len(node.input) > 1 else None
+        if indices is None or node.input[0] != flat or int(self.attrs(node).get("axis", 0)) != 0:
+            raise self.fail(node, f"reads a tensor that {why}; convscope reads that only as as_strided "
+                                  "(a Gather of constant positions) and keeps the batch as the first axis")
+        indices = np.asarray(indices, dtype=np.int64)
+        batch = self.export_batch
+        if indices.ndim < 2 or batch is None or indices.shape[0] != batch:
+            raise self.fail(node, f"gathers positions of shape {indices.shape} from a tensor that {why}; convscope "
+                                  f"reads one row of positions per sample of the exported batch ({batch})")
+        own = indices - (np.arange(batch) * size).reshape((batch,) + (1,) * (indices.ndim - 1))
+        if (own != own[:1]).any() or own.min() < 0 or own.max() >= size:
+            raise self.fail(node, f"gathers positions that mix samples from a tensor that {why}; "
+                                  "convscope keeps each sample's values to itself")
+        own, out = own[0], tuple(int(n) for n in indices.shape[1:])
+        if np.array_equal(own.reshape(-1), np.arange(size)):
+            self._view(node, [source], shape, out)
+            return
+        import itertools
+        order = np.arange(size).reshape(shape)
+        for perm in itertools.permutations(range(len(shape))):
+            if order.transpose(perm).shape == out and np.array_equal(order.transpose(perm), own):
+                self.add(node, L.Permute([0] + [p + 1 for p in perm]), [source], node.output[0])
+                return
+        raise self.fail(node, f"gathers positions from a tensor that {why} in an order that is neither a "
+                              "reshape nor a permutation of its axes; convscope has no general gather")
 
     def _view(self, node, live, shape, out):
         if tuple(out) == tuple(shape):

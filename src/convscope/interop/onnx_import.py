@@ -771,18 +771,37 @@ def _is_input_error(error: ConvscopeError) -> bool:
 
 
 def _load_weights(model: Layer, weights, shape, dtype, path: str) -> None:
+    """Build ``model`` for ``shape`` and put the file's arrays into its parameters and buffers.
+    The arrays are handed over, not copied through a state dict (a 500 MB file would be
+    copied twice more)."""
     try:
         model.build(shape, seed=0, dtype=dtype)
     except ConvscopeError as error:
         raise ConvscopeError(f"{path}: the layers read from the graph do not fit its input: {error}") from None
-    state = model.state_dict()
     prefixes = {id(layer): prefix for layer, prefix in _paths(model)}
+    taken = set()  # arrays already handed to a parameter: a second user gets its own copy
     for layer, arrays in weights:
         for local, value in arrays.items():
-            key = prefixes[id(layer)] + local
-            if key not in state or state[key].shape != np.shape(value):
-                expected = state[key].shape if key in state else "nothing"
-                raise ConvscopeError(f"{path}: {layer!r} ({key}) gets a constant of shape {np.shape(value)} from "
-                                     f"the graph but needs {expected}; the graph's weights do not fit its input")
-            state[key] = np.asarray(value)
-    model.load_state_dict(state)
+            value = np.asarray(value)
+            params, buffers = getattr(layer, "_params", {}), getattr(layer, "_buffers", {})
+            current = params[local].value if local in params else buffers.get(local)
+            if current is None or current.shape != value.shape:
+                expected = "nothing" if current is None else current.shape
+                raise ConvscopeError(f"{path}: {layer!r} ({prefixes[id(layer)] + local}) gets a constant of shape "
+                                     f"{value.shape} from the graph but needs {expected}; the graph's weights do "
+                                     "not fit its input")
+            if local not in params:
+                np.copyto(current, value, casting="unsafe")  # in place: layers may hold their buffers
+                continue
+            value = np.ascontiguousarray(value, dtype=current.dtype)
+            if not value.flags.writeable or id(_root(value)) in taken:
+                value = value.copy()  # parameters are trained in place: one writable array each
+            taken.add(id(_root(value)))
+            params[local].value = value
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    """The array that owns ``array``'s memory (itself unless it is a view)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array

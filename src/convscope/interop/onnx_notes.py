@@ -13,6 +13,7 @@ it after the node, ``onnx::Conv_498``; the dynamo exporter after the weight,
 """
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
 
 
@@ -40,10 +41,30 @@ def _from_dynamo(proto) -> bool:
     return bool(proto.graph.node) and not any(n.name.startswith("/") for n in proto.graph.node)
 
 
+#: torch's dynamo exporter records the aten call of each node: ``... = call_function[target=
+#: torch.ops.aten.conv2d.default](args = (%x, %p_conv_weight, None, [1, 1], ...)`` — the third
+#: argument is the module's bias (None when it has none).
+_FX_CALL = re.compile(r"args = \(([^,()]+), ([^,()]+)(?:, ([^,()\[\]]+))?")
+
+
+def _module_bias(node) -> Optional[bool]:
+    """Whether the module behind a dynamo-exported Conv/Gemm had a bias (from the node's
+    ``pkg.torch.onnx.fx_node`` metadata), or None when the file does not say."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.fx_node":
+            call = _FX_CALL.search(prop.value)
+            if call is None:
+                return None
+            bias = call.group(3)
+            return bias is not None and bias.strip() != "None"
+    return None
+
+
 def dropped_zero_biases(proto) -> Tuple[int, int]:
     """(layers, parameters) of the biases torch's dynamo exporter leaves out because they are
-    all zero: a Conv or Gemm on a module's own ``*.weight`` without a bias input, in a file the
-    dynamo exporter wrote (a module without a bias looks the same, hence "if" in the note)."""
+    all zero: a Conv or Gemm on a module's own ``*.weight`` without a bias input whose recorded
+    aten call (:func:`_module_bias`) passed a bias. A module without a bias looks the same in
+    the graph, so without that record nothing is counted."""
     if not _from_dynamo(proto):
         return 0, 0
     shapes = {t.name: tuple(t.dims) for t in proto.graph.initializer}
@@ -52,7 +73,7 @@ def dropped_zero_biases(proto) -> Tuple[int, int]:
         if node.op_type not in ("Conv", "Gemm") or (len(node.input) > 2 and node.input[2]):
             continue
         weight = node.input[1] if len(node.input) > 1 else ""
-        if weight.endswith(".weight") and weight in shapes:
+        if weight.endswith(".weight") and weight in shapes and _module_bias(node):
             attrs = {a.name: a.i for a in node.attribute}
             out = shapes[weight][1] if node.op_type == "Gemm" and not attrs.get("transB", 0) else shapes[weight][0]
             count, params = count + 1, params + int(out)
@@ -74,8 +95,9 @@ def folding_note(proto) -> Optional[str]:
                      f"{2 * extra:,} scale and shift parameters live in those weights and {extra:,} new biases: "
                      f"{extra:,} parameters fewer)")
     if dropped:
-        parts.append(f"{dropped:,} convolution/linear layers have no bias in the file, as the dynamo exporter "
-                     f"writes all-zero biases ({zeros:,} parameters fewer if the module had them)")
+        parts.append(f"the exporter left out the all-zero biases of {dropped:,} convolution/linear "
+                     f"layer{'s' if dropped > 1 else ''} "
+                     f"({zeros:,} parameters fewer)")
     if not parts:
         return None
     return (f"note: {'; '.join(parts)}; the original module has {extra + zeros:,} more parameters than "
