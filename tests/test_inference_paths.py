@@ -204,3 +204,17 @@ def test_inference_takes_im2col_where_training_takes_shifted():
     for keep in (True, False):
         y, _ = conv_ops.conv2d_forward(x, w, None, keep_for_backward=keep)
         np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_build_without_initialisation_gives_zero_parameters_and_the_usual_buffers():
+    """Importers build under without_initialisation() and then set every weight from the file:
+    parameters start at 0 (no random draw), running variances at their usual 1."""
+    from convscope.layers.base import without_initialisation
+    with without_initialisation():
+        model = _mobile_block().build((3, 12, 12), seed=0)
+    assert all(not p.value.any() for p in model.parameters())
+    assert sum(p.value.size for p in model.parameters()) == sum(
+        p.value.size for p in _mobile_block().build((3, 12, 12), seed=0).parameters())
+    variances = [b for name, b in model.named_buffers() if name.endswith("running_var")]
+    assert variances and all((v == 1).all() for v in variances)
+    assert any(p.value.any() for p in _mobile_block().build((3, 12, 12), seed=0).parameters())

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import layers as L
 from ..errors import ConvscopeError, format_shape
-from ..layers.base import _check_shape
+from ..layers.base import _check_shape, without_initialisation
 from ..layers.graph import INPUT, Graph
 from ..layers.registry import LAYER_TYPES
 from .torch_import import _Converter, _dtype_of, load_torch_state
@@ -174,7 +174,8 @@ def from_torch_graph(module, input_shape) -> Graph:
         out_name = "identity"
     model = Graph(nodes=reader.nodes, outputs=[out_name], input_shape=shape)
     try:
-        model.build(shape, seed=0, dtype=dtype)
+        with without_initialisation():  # load_torch_state sets every parameter right below
+            model.build(shape, seed=0, dtype=dtype)
     except ConvscopeError as error:
         raise ConvscopeError(f"the converted model does not fit input_shape {format_shape(shape)}: {error}") from None
     load_torch_state(model, module.state_dict(), shape)

@@ -46,7 +46,7 @@ import numpy as np
 from .. import layers as L
 from ..errors import ConvscopeError, format_shape
 from ..files import require_file
-from ..layers.base import Layer, _check_shape
+from ..layers.base import Layer, _check_shape, without_initialisation
 from ..layers.containers import Concat, Residual, Sequential
 from ..ops.pool import adaptive_matrix
 from ..shapes import prod, same_padding
@@ -775,7 +775,8 @@ def _load_weights(model: Layer, weights, shape, dtype, path: str) -> None:
     The arrays are handed over, not copied through a state dict (a 500 MB file would be
     copied twice more)."""
     try:
-        model.build(shape, seed=0, dtype=dtype)
+        with without_initialisation():  # every weight comes from the file right below
+            model.build(shape, seed=0, dtype=dtype)
     except ConvscopeError as error:
         raise ConvscopeError(f"{path}: the layers read from the graph do not fit its input: {error}") from None
     prefixes = {id(layer): prefix for layer, prefix in _paths(model)}
