@@ -27,8 +27,10 @@ Several paths compute the same numbers:
 * ``"im2col"``: the windows of the padded input are a strided view
   (:func:`convscope.ops.im2col.window_view`) copied once into ``cols`` of shape
   (N, G, K, P) with K = C_g·k_h·k_w and P = H_out·W_out, so ``W (G, C_out/G, K) @ cols``
-  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW as per-sample GEMMs
-  summed over the batch, ``dcols = Wᵀ @ dy``, and col2im by k_h·k_w strided slice adds.
+  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW by per-sample GEMMs
+  summed over the batch or one GEMM over batch × positions, whichever moves fewer values
+  (:func:`convscope.ops.conv_backward.weight_grad`), ``dcols = Wᵀ @ dy``, and col2im by
+  k_h·k_w strided slice adds.
 * ``"pointwise"`` (chosen automatically): 1×1 stride-1 unpadded layers are a plain GEMM on
   the input itself, with no window copy and no col2im.
 * ``"winograd"``: stride-1 3×3 layers by Winograd F(2×2, 3×3) (:mod:`convscope.ops.winograd`).
@@ -64,6 +66,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
 from . import winograd
+from .conv_backward import weight_grad
 from .im2col import col2im_add, pad2d, unpad2d, window_view
 from .workspace import Workspace, fresh_copy, scratch
 
@@ -407,19 +410,6 @@ def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None):
     return y.reshape(n_batch, c_out, *out), cols
 
 
-def _sum_over_batch_of_products(a: np.ndarray, b_t: np.ndarray, out_shape) -> np.ndarray:
-    """Σ_n a[n] @ b_t[n] for a (N, ..., M, P) and b_t (N, ..., P, K), in batch chunks so the
-    per-sample products never take more than ~32 MB at once."""
-    n = a.shape[0]
-    per_sample = int(np.prod(out_shape)) * a.itemsize
-    chunk = max(1, min(n, (32 << 20) // max(per_sample, 1)))
-    total = None
-    for start in range(0, n, chunk):
-        part = np.matmul(a[start:start + chunk], b_t[start:start + chunk]).sum(axis=0)
-        total = part if total is None else total + part
-    return total
-
-
 def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
     cols, w, groups = cache.data, cache.w, cache.groups
     n_batch, _, k, positions = cols.shape
@@ -427,9 +417,8 @@ def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
     w_g = w.reshape(groups, c_out // groups, k)
     dy_g = np.ascontiguousarray(dy).reshape(n_batch, groups, c_out // groups, positions)
     dtype = np.result_type(dy, w)
-    # dW: Σ over samples and positions of delta × window; per-sample GEMMs read cols in place
-    # (a single GEMM over (batch × positions) would first copy cols into another layout).
-    dw = _sum_over_batch_of_products(dy_g, cols.transpose(0, 1, 3, 2), w_g.shape)
+    # dW: Σ over samples and positions of delta × window (per-sample GEMMs or one big one).
+    dw = weight_grad(dy_g, cols, cache.workspace)
     if not need_dx:
         return None, dw.reshape(w.shape).astype(dtype, copy=False)
     n, c_in, height, width = cache.x_shape
@@ -693,7 +682,7 @@ def _backward_pointwise(dy, cache: ConvCache, need_dx: bool = True):
     c_out = w.shape[0]
     dy_m = np.ascontiguousarray(dy).reshape(n, c_out, h * wd)
     w_m = w.reshape(c_out, c_in)
-    dw = _sum_over_batch_of_products(dy_m, x.reshape(n, c_in, h * wd).transpose(0, 2, 1), w_m.shape)
+    dw = weight_grad(dy_m[:, None], x.reshape(n, 1, c_in, h * wd), cache.workspace)[0]
     dx = np.matmul(w_m.T, dy_m).reshape(x.shape) if need_dx else None
     return dx, dw.reshape(w.shape).astype(np.result_type(dy, w), copy=False)
 
