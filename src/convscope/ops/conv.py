@@ -66,7 +66,7 @@ from numpy.lib.stride_tricks import as_strided
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
 from . import winograd
-from .conv_backward import weight_grad
+from .conv_backward import shifted_input_grad, weight_grad
 from .im2col import col2im_add, pad2d, unpad2d, window_view
 from .workspace import Workspace, fresh_copy, scratch
 
@@ -502,22 +502,8 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     dw = np.matmul(dy_mat, cols.T)                       # Σ over batch and positions: one GEMM
     if not need_dx:
         return None, dw.reshape(w.shape).astype(dtype, copy=False)
-    dcols = np.matmul(w.reshape(c_out, -1).T, dy_mat,
-                      out=scratch(ws, "conv.shifted.dcols", (c_in * k_h * k_w, n * positions), dtype))
-    d_h, d_w = cache.dilation
+    dflat = shifted_input_grad(dy_mat, w, shape, cache.dilation, positions, ws)
     size = int(np.prod(shape))
-    dflat = scratch(ws, "conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
-    dflat.fill(0)
-    planes = dcols.reshape(c_in, k_h, k_w, n, positions)
-    item = dflat.itemsize
-    plane = shape[2] * wp * item
-    for a in range(k_h):
-        for b in range(k_w):
-            # For one offset the written elements are distinct (each plane's span is shorter
-            # than the plane), so a plain += on the strided view is exact.
-            target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=(c_in, n, positions),
-                                strides=(plane, c_in * plane, item))
-            target += planes[:, a, b]
     (top, _), (left, _) = cache.pads
     height, width = cache.x_shape[2:]
     dx = fresh_copy(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])

@@ -70,3 +70,40 @@ def weight_grad(dy: np.ndarray, cols: np.ndarray, ws: Optional[Workspace] = None
     b = scratch(ws, "conv.bwd.cols_t", (g, k, n, p), dtype)
     np.copyto(b, cols.transpose(1, 2, 0, 3))
     return np.matmul(a.reshape(g, o, n * p), b.reshape(g, k, n * p).transpose(0, 2, 1))
+
+
+def shifted_input_grad(dy_mat: np.ndarray, w: np.ndarray, shape, dilation, positions: int,
+                       ws: Optional[Workspace] = None) -> np.ndarray:
+    """dL/dxpad of the shifted path (see ``_shifted_windows`` in :mod:`convscope.ops.conv`), flat.
+
+    dy_mat (C_out, N·positions) holds dy on the W_p-wide grid (zero in the extra columns),
+    w (C_out, C_in, k_h, k_w), shape the padded input's (N, C_in, H_p, W_p). Kernel offset
+    (a, b) sends ``w[:, :, a, b]ᵀ @ dy`` to the padded planes shifted by a·d_h·W_p + b·d_w::
+
+        dxpad_flat[n, c, a·d_h·W_p + b·d_w + q] += Σ_o w[o, c, a, b] · dy_mat[o, n·positions + q]
+
+    One kernel row a at a time: its (C_in·k_w, N·positions) product lives in a work buffer
+    k_h times smaller than the whole dcols, still in cache when its k_w shifted adds read it.
+    Returns the workspace's flat buffer (N·C_in·H_p·W_p + (k_w − 1)·d_w values): the caller
+    copies out what it keeps.
+    """
+    c_out, c_in, k_h, k_w = w.shape
+    n, _, hp, wp = shape
+    d_h, d_w = dilation
+    dtype = dy_mat.dtype
+    size = n * c_in * hp * wp
+    dflat = scratch(ws, "conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
+    dflat.fill(0)
+    rows = scratch(ws, "conv.shifted.drow", (c_in * k_w, n * positions), dtype)
+    item = dflat.itemsize
+    plane = hp * wp * item
+    for a in range(k_h):
+        np.matmul(w[:, :, a, :].reshape(c_out, c_in * k_w).T, dy_mat, out=rows)
+        planes = rows.reshape(c_in, k_w, n, positions)
+        for b in range(k_w):
+            # For one offset the written elements are distinct (each plane's span is shorter
+            # than the plane), so a plain += on the strided view is exact.
+            target = np.lib.stride_tricks.as_strided(dflat[a * d_h * wp + b * d_w:], shape=(c_in, n, positions),
+                                                     strides=(plane, c_in * plane, item))
+            target += planes[:, b]
+    return dflat
