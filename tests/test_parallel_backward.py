@@ -66,3 +66,22 @@ def test_batch_norm_backward_split_over_threads_matches_torch(two_threads, train
     cs.set_num_threads(1)   # one thread: the very same values, bit for bit
     dx1, _, _ = batch_norm_backward(dy, cache)
     assert np.array_equal(dx, dx1)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (2, 2, 0)])
+def test_max_pool_backward_split_over_threads_matches_torch(two_threads, kernel, stride, padding):
+    # Overlapping windows (3×3 stride 2, ResNet's stem) add several gradients into one pixel;
+    # 4 × 8 × 128 × 128 = 524,288 values: split over two threads.
+    from convscope.ops.pool import max_pool2d_backward, max_pool2d_forward
+    from convscope.ops.workspace import Workspace
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 8, 128, 128))
+    y, cache = max_pool2d_forward(x, (kernel, kernel), (stride, stride), (padding, padding), workspace=Workspace())
+    dy = rng.standard_normal(y.shape)
+    dx = max_pool2d_backward(dy, cache)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(tx, kernel, stride, padding).backward(torch.tensor(dy))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    cs.set_num_threads(1)
+    y1, cache1 = max_pool2d_forward(x, (kernel, kernel), (stride, stride), (padding, padding), workspace=Workspace())
+    assert np.array_equal(max_pool2d_backward(dy, cache1), dx)
