@@ -85,3 +85,21 @@ def test_max_pool_backward_split_over_threads_matches_torch(two_threads, kernel,
     cs.set_num_threads(1)
     y1, cache1 = max_pool2d_forward(x, (kernel, kernel), (stride, stride), (padding, padding), workspace=Workspace())
     assert np.array_equal(max_pool2d_backward(dy, cache1), dx)
+
+
+def test_relu_backward_split_over_threads_matches_torch(two_threads):
+    # An inf and a NaN in dy where x < 0 must still give +0 (a select, not a multiply).
+    from convscope.ops.activations import relu_backward, relu_forward
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((8, 16, 64, 64)).astype(np.float32)
+    x[0, 0, 0, :2] = -1.0
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    dy[0, 0, 0, 0], dy[0, 0, 0, 1] = np.inf, np.nan
+    _, active = relu_forward(x)
+    dx = relu_backward(dy, active)
+    tx = torch.tensor(x, requires_grad=True)
+    torch.relu(tx).backward(torch.tensor(dy))
+    assert dx.dtype == np.float32
+    assert np.array_equal(dx, tx.grad.numpy())
+    assert dx[0, 0, 0, 0] == 0 and dx[0, 0, 0, 1] == 0
+    assert relu_backward(dy[:0], active[:0]).shape == (0, 16, 64, 64)

@@ -41,6 +41,8 @@ def _threads() -> int:
 
 def over_batch(work: Callable[[int, int], None], n: int, values_per_sample: int) -> None:
     """Run ``work(start, stop)`` over sample ranges covering ``0..n`` (see the module notes)."""
+    if n <= 0:
+        return
     per_chunk = max(1, CHUNK_VALUES // max(values_per_sample, 1))
     threads = min(_threads(), n) if n * values_per_sample >= MIN_VALUES else 1
 
