@@ -35,7 +35,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .parallel import over_batch
-from .workspace import Workspace, scratch
+from .workspace import Workspace, scratch, transient
 
 
 #: Signed integers as wide as each float (see :func:`_select`).
@@ -79,7 +79,7 @@ def _select(dy: np.ndarray, active: np.ndarray, ws: Optional[Workspace] = None) 
     bits_type = _BITS.get(dy.dtype.itemsize)
     if bits_type is None or active.shape != dy.shape:
         return np.where(active, dy, dy.dtype.type(0))
-    bits = scratch(ws, "activation.bits", dy.shape, bits_type)
+    bits = transient(ws, "activation.bits", dy.shape, bits_type)   # backward only: model-wide
     dx = np.empty(dy.shape, dy.dtype)
     if dy.ndim == 0:
         dy, active, bits, dx_rows = dy.reshape(1), active.reshape(1), bits.reshape(1), dx.reshape(1)

@@ -68,7 +68,7 @@ from ..shapes import conv_output_size
 from . import winograd
 from .conv_backward import shifted_input_grad, weight_grad
 from .im2col import col2im_add, pad2d, unpad2d, window_view
-from .workspace import Workspace, fresh_copy, scratch
+from .workspace import Workspace, fresh_copy, scratch, transient
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "using_path", "set_default_path", "get_default_path", "PATHS"]
@@ -429,10 +429,10 @@ def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
         dx = np.matmul(w_g.transpose(0, 2, 1), dy_g)  # no overlap: dcols is dx
         return dx.reshape(cache.x_shape), dw.reshape(w.shape).astype(dtype, copy=False)
     dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g,
-                      out=scratch(cache.workspace, "conv.dcols", (n_batch, groups, k, positions), dtype))
+                      out=transient(cache.workspace, "conv.dcols", (n_batch, groups, k, positions), dtype))
     padded = (n, c_in, height + top + bottom, width + left + right)
     has_pad = padded != tuple(cache.x_shape)
-    dxpad = scratch(cache.workspace, "conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
+    dxpad = transient(cache.workspace, "conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
     dxpad.fill(0)
     col2im_add(dxpad, dcols.reshape(n, c_in, k_h, k_w, h_out, w_out), cache.stride, cache.dilation)
     dx = fresh_copy(unpad2d(dxpad, cache.pads)) if has_pad else dxpad
@@ -495,7 +495,7 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     dtype = np.result_type(dy, w)
     ws = cache.workspace
     # dy channel-major on the wide grid, zero in the garbage columns so they add nothing.
-    dy_wide = scratch(ws, "conv.shifted.dy", (c_out, n, h_out, wp), dtype)
+    dy_wide = transient(ws, "conv.shifted.dy", (c_out, n, h_out, wp), dtype)
     dy_wide[..., w_out:] = 0
     np.copyto(dy_wide[..., :w_out], dy.transpose(1, 0, 2, 3))
     dy_mat = dy_wide.reshape(c_out, n * positions)

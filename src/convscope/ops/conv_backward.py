@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from .workspace import Workspace, scratch
+from .workspace import Workspace, transient
 
 __all__ = ["weight_grad", "one_gemm_wins"]
 
@@ -54,7 +54,7 @@ def weight_grad(dy: np.ndarray, cols: np.ndarray, ws: Optional[Workspace] = None
     returns a fresh (G, O, K) array in dy's and cols' result dtype.
 
     Takes one GEMM over batch × positions when :func:`one_gemm_wins`, else per-sample products
-    (see the module notes). The transposed copies live in ``ws`` (the layer's workspace).
+    (see the module notes). The transposed copies are transient buffers of ``ws``'s model.
     """
     n, g, o, p = dy.shape
     k = cols.shape[2]
@@ -65,9 +65,9 @@ def weight_grad(dy: np.ndarray, cols: np.ndarray, ws: Optional[Workspace] = None
         a = dy.reshape(n, g, o, p).transpose(1, 2, 0, 3).reshape(g, o, n * p)
         b = cols.reshape(n, g, k, p).transpose(1, 2, 0, 3).reshape(g, k, n * p)
         return np.matmul(a, b.transpose(0, 2, 1))
-    a = scratch(ws, "conv.bwd.dy_t", (g, o, n, p), dtype)
+    a = transient(ws, "conv.bwd.dy_t", (g, o, n, p), dtype)
     np.copyto(a, dy.transpose(1, 2, 0, 3))
-    b = scratch(ws, "conv.bwd.cols_t", (g, k, n, p), dtype)
+    b = transient(ws, "conv.bwd.cols_t", (g, k, n, p), dtype)
     np.copyto(b, cols.transpose(1, 2, 0, 3))
     return np.matmul(a.reshape(g, o, n * p), b.reshape(g, k, n * p).transpose(0, 2, 1))
 
@@ -84,7 +84,7 @@ def shifted_input_grad(dy_mat: np.ndarray, w: np.ndarray, shape, dilation, posit
 
     One kernel row a at a time: its (C_in·k_w, N·positions) product lives in a work buffer
     k_h times smaller than the whole dcols, still in cache when its k_w shifted adds read it.
-    Returns the workspace's flat buffer (N·C_in·H_p·W_p + (k_w − 1)·d_w values): the caller
+    Returns a transient buffer of the model (:func:`convscope.ops.workspace.transient`) (N·C_in·H_p·W_p + (k_w − 1)·d_w values): the caller
     copies out what it keeps.
     """
     c_out, c_in, k_h, k_w = w.shape
@@ -92,9 +92,9 @@ def shifted_input_grad(dy_mat: np.ndarray, w: np.ndarray, shape, dilation, posit
     d_h, d_w = dilation
     dtype = dy_mat.dtype
     size = n * c_in * hp * wp
-    dflat = scratch(ws, "conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
+    dflat = transient(ws, "conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
     dflat.fill(0)
-    rows = scratch(ws, "conv.shifted.drow", (c_in * k_w, n * positions), dtype)
+    rows = transient(ws, "conv.shifted.drow", (c_in * k_w, n * positions), dtype)
     item = dflat.itemsize
     plane = hp * wp * item
     for a in range(k_h):

@@ -263,11 +263,12 @@ def _select(dy: np.ndarray, hit: np.ndarray, bits: Optional[np.ndarray], out: np
 
 def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry, ws: Optional[Workspace]) -> np.ndarray:
     plan = _plan(g)
-    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad", ws)
-    hit = scratch(ws, "max_pool.hit", dy.shape, np.bool_)
+    tws = None if ws is None else ws.transient_view()   # nothing here outlives the call
+    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad", tws)
+    hit = scratch(tws, "max_pool.hit", dy.shape, np.bool_)
     bits_type = _BITS.get(dy.dtype.itemsize)
-    bits = None if bits_type is None else scratch(ws, "max_pool.bits", dy.shape, bits_type)
-    part = None if all(plan.assign) else scratch(ws, "max_pool.part", dy.shape, dy.dtype)
+    bits = None if bits_type is None else scratch(tws, "max_pool.bits", dy.shape, bits_type)
+    part = None if all(plan.assign) else scratch(tws, "max_pool.part", dy.shape, dy.dtype)
 
     def samples(lo: int, hi: int) -> None:   # samples lo..hi-1; every buffer sliced alike
         dy_s, index_s, hit_s, dxp_s = dy[lo:hi], index[lo:hi], hit[lo:hi], dxp[lo:hi]

@@ -184,10 +184,12 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     h_out, w_out = dy.shape[2:]
     ws = cache["workspace"]
     dtype = dy.dtype
+    # Nothing below outlives this call: model-wide transient buffers, not the layer's own.
+    tws = None if ws is None else ws.transient_view()
 
     # dM = A dY Aᵀ: the 2×2 output gradients of each (wide) tile, zero where a tile overhangs
     # the output or in its garbage column, times (Aᵀ ⊗ Aᵀ)ᵀ.
-    dyt = scratch(ws, "wino.dyt", (2, 2, k, n, th, tw + 1), dtype)
+    dyt = scratch(tws, "wino.dyt", (2, 2, k, n, th, tw + 1), dtype)
     dyt[..., tw:] = 0
     # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b] (0 past an odd output edge)
     for a in range(2):
@@ -199,13 +201,13 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
             target[:, :, block.shape[2]:, :tw] = 0
             target[:, :, :block.shape[2], block.shape[3]:tw] = 0
     dm = np.matmul(_AT_KRON.T.astype(dtype), dyt.reshape(4, -1),
-                   out=scratch(ws, "wino.dm", (16, k * n * th * (tw + 1)), dtype))
+                   out=scratch(tws, "wino.dm", (16, k * n * th * (tw + 1)), dtype))
     du = np.matmul(dm.reshape(16, k, n * th * (tw + 1)), cache["v"].transpose(0, 2, 1),
-                   out=scratch(ws, "wino.du", (16, k, c), dtype))
+                   out=scratch(tws, "wino.du", (16, k, c), dtype))
     # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points: one GEMM on
     # contiguous operands, then one transposing copy into the filters' layout.
     dg = np.matmul(_G_KRON.T.astype(dtype), du.reshape(16, k * c),
-                   out=scratch(ws, "wino.dg", (9, k * c), dtype))
+                   out=scratch(tws, "wino.dg", (9, k * c), dtype))
     dw = np.empty((k, c, 3, 3), dtype)
     np.copyto(dw.reshape(k * c, 9), dg.T)
 
@@ -215,9 +217,9 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     # dx: full correlation of dy with the rotated, channel-swapped filter, whose transform is
     # w's with permuted points, transposed per point: (16, C, K).
     u_rot = np.matmul(_G_KRON_ROTATED.astype(w.dtype), w.reshape(k * c, 9).T,
-                      out=scratch(ws, "wino.u_rot", (16, k * c), w.dtype)).reshape(16, k, c)
+                      out=scratch(tws, "wino.u_rot", (16, k * c), w.dtype)).reshape(16, k, c)
     dx, _ = conv3x3_forward(dy, None, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), keep_for_backward=False,
-                            key="wino.dx", workspace=ws, u=u_rot.transpose(0, 2, 1))
+                            key="wino.dx", workspace=tws, u=u_rot.transpose(0, 2, 1))
     return dx, dw, db
 
 
