@@ -608,12 +608,12 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
         # columns), one dot product per channel and offset for dW, shifted adds for dx.
         h_out, w_out = dy.shape[2:]
         positions = h_out * wp
-        dy_wide = scratch(ws, "conv.depthwise.dy", (n, c, h_out, wp), dtype)
+        dy_wide = transient(ws, "conv.depthwise.dy", (n, c, h_out, wp), dtype)
         dy_wide[..., w_out:] = 0
         dy_wide[..., :w_out] = dy
         dy_wide = dy_wide.reshape(n, c, positions)
         size = n * c * hp * wp
-        flat = scratch(ws, "conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
+        flat = transient(ws, "conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
         flat[:size] = xpad.reshape(-1)
         flat[size:] = 0
         item = flat.itemsize
@@ -624,9 +624,9 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
                 dw[:, 0, a, b] = np.einsum("ncp,ncp->c", shifted, dy_wide)
         if not need_dx:
             return None, dw
-        dflat = scratch(ws, "conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
+        dflat = transient(ws, "conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
         dflat.fill(0)
-        term = scratch(ws, "conv.depthwise.term", dy_wide.shape, dtype)
+        term = transient(ws, "conv.depthwise.term", dy_wide.shape, dtype)
         for a in range(k_h):
             for b in range(k_w):
                 target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=dy_wide.shape, strides=strides)
