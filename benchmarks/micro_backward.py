@@ -60,18 +60,10 @@ def convscope_fn(case):
     import convscope as cs
     from convscope.ops.losses import softmax_cross_entropy
     rng = np.random.default_rng(0)
-    if case in CONV:
+    if case in CONV:   # the same layer and step as ``python -m benchmarks`` times
         from .cases import CONV_CASES
-        c = CONV_CASES[CONV[case]]
-        layer = cs.layers.Conv2d(c.out_channels, c.kernel, stride=c.stride, padding=c.padding, groups=c.groups)
-        layer.build(c.input_shape, seed=0)
-        x = rng.standard_normal((c.batch,) + c.input_shape).astype(np.float32)
-        dy = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
-
-        def step():
-            layer.forward(x, train=True)
-            layer.backward(dy)
-        return step
+        from .worker import convscope_conv
+        return convscope_conv(CONV_CASES[CONV[case]], "fwdbwd", "auto")
     model, shape, batch = _model(case)
     x = rng.standard_normal((batch,) + shape).astype(np.float32)
     labels = rng.integers(0, 10, batch)
@@ -93,18 +85,8 @@ def torch_fn(case):
     rng = np.random.default_rng(0)
     if case in CONV:
         from .cases import CONV_CASES
-        c = CONV_CASES[CONV[case]]
-        conv = torch.nn.Conv2d(c.in_channels, c.out_channels, c.kernel, stride=c.stride, padding=c.padding,
-                               groups=c.groups)
-        x = torch.from_numpy(rng.standard_normal((c.batch,) + c.input_shape).astype(np.float32))
-        x.requires_grad_(True)
-        dy = torch.from_numpy(rng.standard_normal(tuple(conv(x).shape)).astype(np.float32))
-
-        def step():
-            conv.zero_grad(set_to_none=True)
-            x.grad = None
-            conv(x).backward(dy)
-        return step
+        from .worker import torch_conv
+        return torch_conv(CONV_CASES[CONV[case]], "fwdbwd")
     model, shape, batch = _model(case)
     module = cs.interop.to_torch(model)
     module.train()
