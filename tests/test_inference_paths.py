@@ -165,7 +165,7 @@ def test_depthwise_split_over_threads_matches_one_thread(monkeypatch):
     x, w = rng.standard_normal((3, 5, 80, 80)), rng.standard_normal((5, 1, 3, 3))
     expected = _torch_depthwise(x, w, None, (1, 1), (1, 1), ((1, 1), (1, 1)))
     for workers in (1, 2, 3):
-        monkeypatch.setattr(threads, "_workers", [workers])
+        monkeypatch.setattr(threads, "_known", workers)
         y, _ = conv_ops.conv2d_forward(x, w, None, 1, 1, 1, 5, keep_for_backward=False)
         np.testing.assert_allclose(y, expected, rtol=1e-9, atol=1e-9)
 

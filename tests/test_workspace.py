@@ -40,3 +40,22 @@ def test_without_a_workspace_scratch_is_fresh_and_fresh_copy_never_aliases():
     copy = fresh_copy(crop)
     assert not np.shares_memory(copy, base) and copy.flags.c_contiguous
     np.testing.assert_array_equal(copy, [[[[3, 4, 5], [6, 7, 8]]]])
+
+
+def test_transient_buffers_are_one_per_name_for_the_whole_budget():
+    # Two layers' workspaces under one budget share a transient buffer: its size is the
+    # largest request (4 × 5 = 20 values), not the sum of both layers' (20 + 6).
+    from convscope.ops.workspace import Budget, transient
+    budget = Budget()
+    a, b = Workspace(budget), Workspace(budget)
+    small = transient(a, "t", (2, 3), np.float32)
+    big = transient(b, "t", (4, 5), np.float32)
+    again = transient(a, "t", (2, 3), np.float32)
+    assert small.shape == again.shape == (2, 3) and big.shape == (4, 5)
+    assert np.shares_memory(big, again)
+    assert [f.size for f in budget._transient.values()] == [20]
+    assert a.transient_view() is b.transient_view()
+    assert np.shares_memory(a.transient_view().get("t", (5,), np.float32), big)
+    assert a.kept_bytes() == b.kept_bytes() == 0
+    fresh = transient(None, "t", (2, 3), np.float32)
+    assert not np.shares_memory(fresh, big)

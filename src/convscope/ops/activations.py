@@ -34,7 +34,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .workspace import Workspace, scratch
+from .parallel import over_batch
+from .workspace import Workspace, scratch, transient
 
 
 #: Signed integers as wide as each float (see :func:`_select`).
@@ -78,10 +79,18 @@ def _select(dy: np.ndarray, active: np.ndarray, ws: Optional[Workspace] = None) 
     bits_type = _BITS.get(dy.dtype.itemsize)
     if bits_type is None or active.shape != dy.shape:
         return np.where(active, dy, dy.dtype.type(0))
-    bits = scratch(ws, "activation.bits", dy.shape, bits_type)
-    np.negative(active.view(np.int8), out=bits, casting="unsafe")
+    bits = transient(ws, "activation.bits", dy.shape, bits_type)   # backward only: model-wide
     dx = np.empty(dy.shape, dy.dtype)
-    np.bitwise_and(dy.view(bits_type), bits, out=dx.view(bits_type))
+    if dy.ndim == 0:
+        dy, active, bits, dx_rows = dy.reshape(1), active.reshape(1), bits.reshape(1), dx.reshape(1)
+    else:
+        dx_rows = dx
+
+    def rows(lo: int, hi: int) -> None:   # both cores on big arrays (ops/parallel.py)
+        np.negative(active[lo:hi].view(np.int8), out=bits[lo:hi], casting="unsafe")
+        np.bitwise_and(dy[lo:hi].view(bits_type), bits[lo:hi], out=dx_rows[lo:hi].view(bits_type))
+
+    over_batch(rows, dy.shape[0], dy[:1].size)
     return dx
 
 

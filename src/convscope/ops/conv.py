@@ -27,8 +27,10 @@ Several paths compute the same numbers:
 * ``"im2col"``: the windows of the padded input are a strided view
   (:func:`convscope.ops.im2col.window_view`) copied once into ``cols`` of shape
   (N, G, K, P) with K = C_g·k_h·k_w and P = H_out·W_out, so ``W (G, C_out/G, K) @ cols``
-  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW as per-sample GEMMs
-  summed over the batch, ``dcols = Wᵀ @ dy``, and col2im by k_h·k_w strided slice adds.
+  is (N, G, C_out/G, P), which *is* NCHW after a reshape. Backward: dW by per-sample GEMMs
+  summed over the batch or one GEMM over batch × positions, whichever moves fewer values
+  (:func:`convscope.ops.conv_backward.weight_grad`), ``dcols = Wᵀ @ dy``, and col2im by
+  k_h·k_w strided slice adds.
 * ``"pointwise"`` (chosen automatically): 1×1 stride-1 unpadded layers are a plain GEMM on
   the input itself, with no window copy and no col2im.
 * ``"winograd"``: stride-1 3×3 layers by Winograd F(2×2, 3×3) (:mod:`convscope.ops.winograd`).
@@ -64,8 +66,9 @@ from numpy.lib.stride_tricks import as_strided
 from ..errors import ConvscopeError
 from ..shapes import conv_output_size
 from . import kernels, winograd
+from .conv_backward import shifted_input_grad, weight_grad
 from .im2col import col2im_add, pad2d, unpad2d, window_view
-from .workspace import Workspace, fresh_copy, scratch
+from .workspace import Workspace, fresh_copy, scratch, transient
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "using_path", "set_default_path", "get_default_path", "PATHS"]
@@ -428,19 +431,6 @@ def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None):
     return y.reshape(n_batch, c_out, *out), cols
 
 
-def _sum_over_batch_of_products(a: np.ndarray, b_t: np.ndarray, out_shape) -> np.ndarray:
-    """Σ_n a[n] @ b_t[n] for a (N, ..., M, P) and b_t (N, ..., P, K), in batch chunks so the
-    per-sample products never take more than ~32 MB at once."""
-    n = a.shape[0]
-    per_sample = int(np.prod(out_shape)) * a.itemsize
-    chunk = max(1, min(n, (32 << 20) // max(per_sample, 1)))
-    total = None
-    for start in range(0, n, chunk):
-        part = np.matmul(a[start:start + chunk], b_t[start:start + chunk]).sum(axis=0)
-        total = part if total is None else total + part
-    return total
-
-
 def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
     cols, w, groups = cache.data, cache.w, cache.groups
     n_batch, _, k, positions = cols.shape
@@ -448,9 +438,8 @@ def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
     w_g = w.reshape(groups, c_out // groups, k)
     dy_g = np.ascontiguousarray(dy).reshape(n_batch, groups, c_out // groups, positions)
     dtype = np.result_type(dy, w)
-    # dW: Σ over samples and positions of delta × window; per-sample GEMMs read cols in place
-    # (a single GEMM over (batch × positions) would first copy cols into another layout).
-    dw = _sum_over_batch_of_products(dy_g, cols.transpose(0, 1, 3, 2), w_g.shape)
+    # dW: Σ over samples and positions of delta × window (per-sample GEMMs or one big one).
+    dw = weight_grad(dy_g, cols, cache.workspace)
     if not need_dx:
         return None, dw.reshape(w.shape).astype(dtype, copy=False)
     n, c_in, height, width = cache.x_shape
@@ -461,10 +450,10 @@ def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
         dx = np.matmul(w_g.transpose(0, 2, 1), dy_g)  # no overlap: dcols is dx
         return dx.reshape(cache.x_shape), dw.reshape(w.shape).astype(dtype, copy=False)
     dcols = np.matmul(w_g.transpose(0, 2, 1), dy_g,
-                      out=scratch(cache.workspace, "conv.dcols", (n_batch, groups, k, positions), dtype))
+                      out=transient(cache.workspace, "conv.dcols", (n_batch, groups, k, positions), dtype))
     padded = (n, c_in, height + top + bottom, width + left + right)
     has_pad = padded != tuple(cache.x_shape)
-    dxpad = scratch(cache.workspace, "conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
+    dxpad = transient(cache.workspace, "conv.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
     dxpad.fill(0)
     col2im_add(dxpad, dcols.reshape(n, c_in, k_h, k_w, h_out, w_out), cache.stride, cache.dilation)
     dx = fresh_copy(unpad2d(dxpad, cache.pads)) if has_pad else dxpad
@@ -527,29 +516,15 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     dtype = np.result_type(dy, w)
     ws = cache.workspace
     # dy channel-major on the wide grid, zero in the garbage columns so they add nothing.
-    dy_wide = scratch(ws, "conv.shifted.dy", (c_out, n, h_out, wp), dtype)
+    dy_wide = transient(ws, "conv.shifted.dy", (c_out, n, h_out, wp), dtype)
     dy_wide[..., w_out:] = 0
     np.copyto(dy_wide[..., :w_out], dy.transpose(1, 0, 2, 3))
     dy_mat = dy_wide.reshape(c_out, n * positions)
     dw = np.matmul(dy_mat, cols.T)                       # Σ over batch and positions: one GEMM
     if not need_dx:
         return None, dw.reshape(w.shape).astype(dtype, copy=False)
-    dcols = np.matmul(w.reshape(c_out, -1).T, dy_mat,
-                      out=scratch(ws, "conv.shifted.dcols", (c_in * k_h * k_w, n * positions), dtype))
-    d_h, d_w = cache.dilation
+    dflat = shifted_input_grad(dy_mat, w, shape, cache.dilation, positions, ws)
     size = int(np.prod(shape))
-    dflat = scratch(ws, "conv.shifted.dx", (size + (k_w - 1) * d_w,), dtype)
-    dflat.fill(0)
-    planes = dcols.reshape(c_in, k_h, k_w, n, positions)
-    item = dflat.itemsize
-    plane = shape[2] * wp * item
-    for a in range(k_h):
-        for b in range(k_w):
-            # For one offset the written elements are distinct (each plane's span is shorter
-            # than the plane), so a plain += on the strided view is exact.
-            target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=(c_in, n, positions),
-                                strides=(plane, c_in * plane, item))
-            target += planes[:, a, b]
     (top, _), (left, _) = cache.pads
     height, width = cache.x_shape[2:]
     dx = fresh_copy(dflat[:size].reshape(shape)[:, :, top:top + height, left:left + width])
@@ -654,12 +629,12 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
         # columns), one dot product per channel and offset for dW, shifted adds for dx.
         h_out, w_out = dy.shape[2:]
         positions = h_out * wp
-        dy_wide = scratch(ws, "conv.depthwise.dy", (n, c, h_out, wp), dtype)
+        dy_wide = transient(ws, "conv.depthwise.dy", (n, c, h_out, wp), dtype)
         dy_wide[..., w_out:] = 0
         dy_wide[..., :w_out] = dy
         dy_wide = dy_wide.reshape(n, c, positions)
         size = n * c * hp * wp
-        flat = scratch(ws, "conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
+        flat = transient(ws, "conv.depthwise.xb", (size + (k_w - 1) * d_w,), dtype)
         flat[:size] = xpad.reshape(-1)
         flat[size:] = 0
         item = flat.itemsize
@@ -670,9 +645,9 @@ def _backward_depthwise(dy, cache: ConvCache, need_dx: bool = True):
                 dw[:, 0, a, b] = np.einsum("ncp,ncp->c", shifted, dy_wide)
         if not need_dx:
             return None, dw
-        dflat = scratch(ws, "conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
+        dflat = transient(ws, "conv.depthwise.dx", (size + (k_w - 1) * d_w,), dtype)
         dflat.fill(0)
-        term = scratch(ws, "conv.depthwise.term", dy_wide.shape, dtype)
+        term = transient(ws, "conv.depthwise.term", dy_wide.shape, dtype)
         for a in range(k_h):
             for b in range(k_w):
                 target = as_strided(dflat[a * d_h * wp + b * d_w:], shape=dy_wide.shape, strides=strides)
@@ -714,7 +689,7 @@ def _backward_pointwise(dy, cache: ConvCache, need_dx: bool = True):
     c_out = w.shape[0]
     dy_m = np.ascontiguousarray(dy).reshape(n, c_out, h * wd)
     w_m = w.reshape(c_out, c_in)
-    dw = _sum_over_batch_of_products(dy_m, x.reshape(n, c_in, h * wd).transpose(0, 2, 1), w_m.shape)
+    dw = weight_grad(dy_m[:, None], x.reshape(n, 1, c_in, h * wd), cache.workspace)[0]
     dx = np.matmul(w_m.T, dy_m).reshape(x.shape) if need_dx else None
     return dx, dw.reshape(w.shape).astype(np.result_type(dy, w), copy=False)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConvscopeError
 from . import kernels
+from .parallel import over_batch
 
 
 def _channel_axes(x: np.ndarray) -> Tuple[int, ...]:
@@ -118,21 +119,46 @@ def batch_norm_backward(dy: np.ndarray, cache: Dict
     Training mode (μ and σ² depend on every x of the channel)::
 
         dx = (1/m) / sqrt(σ²_c + ε) · (m·ĝ − Σ_{n,s} ĝ − x̂ · Σ_{n,s} ĝ·x̂)
+
+    Computed as dx = a_c·g + b_c·x̂ + c_c with a_c = γ_c/sqrt(σ²_c + ε), b_c = −a_c·dγ_c/m,
+    c_c = −a_c·dβ_c/m (Σ ĝ = γ_c·dβ_c and Σ ĝ·x̂ = γ_c·dγ_c): two reductions and one fused
+    pass over the batch, split over the cores (:func:`convscope.ops.parallel.over_batch`).
     """
     x_hat, inv_std, weight = cache["x_hat"], cache["inv_std"], cache["weight"]
-    ndim = dy.ndim
-    axes = _channel_axes(dy)
     has_weight, has_bias = cache["affine"]
-    d_bias = dy.sum(axis=axes) if has_bias else None
-    d_weight = np.sum(dy * x_hat, axis=axes) if has_weight else None
-    g_hat = dy if weight is None else dy * _per_channel(weight, ndim)
+    n, c = dy.shape[:2]
+    dtype = np.result_type(dy, x_hat)
+    g3 = np.ascontiguousarray(dy).reshape(n, c, -1)
+    a = inv_std if weight is None else weight * inv_std
+    dx = np.empty(g3.shape, dtype)
     if not cache["training"]:
-        return g_hat * _per_channel(inv_std, ndim), d_weight, d_bias
+        a3 = a.reshape(1, c, 1)
+        over_batch(lambda lo, hi: np.multiply(g3[lo:hi], a3, out=dx[lo:hi]), n, g3[0].size)
+        d_bias = g3.sum(axis=2).sum(axis=0) if has_bias else None
+        d_weight = _channel_dot(g3, x_hat.reshape(n, c, -1)) if has_weight else None
+        return dx.reshape(dy.shape), d_weight, d_bias
+    x3 = x_hat.reshape(n, c, -1)
+    sum_g = g3.sum(axis=2).sum(axis=0)              # dβ
+    sum_gx = _channel_dot(g3, x3)                   # dγ
     m = cache["count"]
-    sum_g = _per_channel(g_hat.sum(axis=axes), ndim)
-    sum_gx = _per_channel(np.sum(g_hat * x_hat, axis=axes), ndim)
-    dx = (g_hat - sum_g / m - x_hat * (sum_gx / m)) * _per_channel(inv_std, ndim)
-    return dx, d_weight, d_bias
+    a3 = a.reshape(1, c, 1).astype(dtype, copy=False)
+    b3 = (-a * sum_gx / m).reshape(1, c, 1).astype(dtype, copy=False)
+    c3 = (-a * sum_g / m).reshape(1, c, 1).astype(dtype, copy=False)
+
+    def fused(lo: int, hi: int) -> None:
+        out = dx[lo:hi]
+        np.multiply(g3[lo:hi], a3, out=out)
+        out += c3
+        out += x3[lo:hi] * b3
+
+    over_batch(fused, n, g3[0].size)
+    return dx.reshape(dy.shape), (sum_gx if has_weight else None), (sum_g if has_bias else None)
+
+
+def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σ_{n,s} a[n, c, s]·b[n, c, s] per channel c, for a and b (N, C, S): one dot product per
+    (n, c) row, no (N, C, S) temporary."""
+    return np.matmul(a[:, :, None, :], b[:, :, :, None]).reshape(a.shape[:2]).sum(axis=0)
 
 
 def running_stats_update(running_mean: np.ndarray, running_var: np.ndarray, batch_mean: np.ndarray,

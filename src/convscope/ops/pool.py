@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import ConvscopeError
 from ..shapes import adaptive_window, conv_output_size
+from .parallel import over_batch
 from .workspace import Workspace, fresh_copy, scratch
 
 Pair = Tuple[int, int]
@@ -262,22 +263,27 @@ def _select(dy: np.ndarray, hit: np.ndarray, bits: Optional[np.ndarray], out: np
 
 def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry, ws: Optional[Workspace]) -> np.ndarray:
     plan = _plan(g)
-    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad", ws)
-    hit = scratch(ws, "max_pool.hit", dy.shape, np.bool_)
+    tws = None if ws is None else ws.transient_view()   # nothing here outlives the call
+    dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad", tws)
+    hit = scratch(tws, "max_pool.hit", dy.shape, np.bool_)
     bits_type = _BITS.get(dy.dtype.itemsize)
-    bits = None if bits_type is None else scratch(ws, "max_pool.bits", dy.shape, bits_type)
-    part = None
-    for t, (window, assign) in enumerate(zip(plan.slices, plan.assign)):
-        np.equal(index, t, out=hit)
-        target = dxp[window]
-        if assign:
-            _select(dy, hit, bits, target)
-        else:
-            # Within one offset the windows' positions are distinct, so a strided += is exact.
-            if part is None:
-                part = scratch(ws, "max_pool.part", dy.shape, dy.dtype)
-            _select(dy, hit, bits, part)
-            np.add(target, part, out=target)
+    bits = None if bits_type is None else scratch(tws, "max_pool.bits", dy.shape, bits_type)
+    part = None if all(plan.assign) else scratch(tws, "max_pool.part", dy.shape, dy.dtype)
+
+    def samples(lo: int, hi: int) -> None:   # samples lo..hi-1; every buffer sliced alike
+        dy_s, index_s, hit_s, dxp_s = dy[lo:hi], index[lo:hi], hit[lo:hi], dxp[lo:hi]
+        bits_s = None if bits is None else bits[lo:hi]
+        for t, (window, assign) in enumerate(zip(plan.slices, plan.assign)):
+            np.equal(index_s, t, out=hit_s)
+            target = dxp_s[window]
+            if assign:
+                _select(dy_s, hit_s, bits_s, target)
+            else:
+                # Within one offset the windows' positions are distinct, so a strided += is exact.
+                _select(dy_s, hit_s, bits_s, part[lo:hi])
+                np.add(target, part[lo:hi], out=target)
+
+    over_batch(samples, dy.shape[0], dxp[0].size)
     return _unpad(dxp, g) if plan.padded else dxp
 
 

@@ -147,8 +147,9 @@ def _phase_planes(x: np.ndarray, pads, th: int, tw: int, key: str, ws: Optional[
     return planes
 
 
-def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward: bool = True,
-                    key: str = "wino", workspace: Optional[Workspace] = None, reuse_filters: bool = False):
+def conv3x3_forward(x: np.ndarray, w: Optional[np.ndarray], b, pads, *, keep_for_backward: bool = True,
+                    key: str = "wino", workspace: Optional[Workspace] = None, reuse_filters: bool = False,
+                    u: Optional[np.ndarray] = None):
     """Stride-1, dilation-1, ungrouped 3×3 convolution by Winograd F(2×2, 3×3).
 
     x (N, C, H, W), w (K, C, 3, 3), b (K,) or None, pads ((top, bottom), (left, right)),
@@ -156,10 +157,14 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     ``workspace`` (the layer's) holds the transforms' scratch between calls; y is always fresh.
     ``reuse_filters`` (inference, where the weights rarely change between calls) keeps the
     transformed filters in the workspace (:func:`transformed_filters`).
+    ``u`` (16, K, C), any strides, is the filter transform when the caller already has it
+    (the backward pass, whose rotated filter's transform is a permutation of w's); w is then unused.
     """
     ws = workspace
     n, c, h, wd = x.shape
-    k = w.shape[0]
+    if u is None:
+        u = transformed_filters(w, key, ws) if reuse_filters else filter_transform(w)
+    k = u.shape[1]
     (pt, pb), (pl, pr) = pads
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
     th, tw = -(-h_out // 2), -(-w_out // 2)
@@ -168,7 +173,6 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
     v = input_transform(phases, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
                         else scratch(ws, key + ".v", v_shape, x.dtype), key, ws)
-    u = transformed_filters(w, key, ws) if reuse_filters else filter_transform(w)
     m = np.matmul(u, v, out=scratch(ws, key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
     exact = (2 * th, 2 * tw) == (h_out, w_out)
     y_full = np.empty((n, k, 2 * th, 2 * tw), x.dtype) if exact else \
@@ -184,6 +188,13 @@ def conv3x3_forward(x: np.ndarray, w: np.ndarray, b, pads, *, keep_for_backward:
     return y, cache
 
 
+#: Rotating a filter by 180° reverses its taps, and G·J = P·G with P swapping Winograd points
+#: 0 and 3 (G's middle rows are symmetric): the rotated filter's transform is w's with its
+#: points permuted, so backward builds it straight from w (no rotated copy of the filter).
+_POINTS_ROTATED = np.array([3, 1, 2, 0])
+_G_KRON_ROTATED = _G_KRON.reshape(4, 4, 9)[_POINTS_ROTATED][:, _POINTS_ROTATED].reshape(16, 9)
+
+
 def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     """Gradients of :func:`conv3x3_forward`: returns (dx, dw, db); dx is None unless needed."""
     n, c, h, wd = cache["x_shape"]
@@ -193,34 +204,44 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     (pt, pb), (pl, pr) = cache["pads"]
     h_out, w_out = dy.shape[2:]
     ws = cache["workspace"]
+    dtype = dy.dtype
+    # Nothing below outlives this call: model-wide transient buffers, not the layer's own.
+    tws = None if ws is None else ws.transient_view()
 
     # dM = A dY Aᵀ: the 2×2 output gradients of each (wide) tile, zero where a tile overhangs
     # the output or in its garbage column, times (Aᵀ ⊗ Aᵀ)ᵀ.
-    dyt = scratch(ws, "wino.dyt", (2, 2, k, n, th, tw + 1), dy.dtype)
-    dyt.fill(0)
-    if (h_out, w_out) != (2 * th, 2 * tw):  # odd output sizes: extend dy with zeros first
-        extended = scratch(ws, "wino.dy_ext", (n, k, 2 * th, 2 * tw), dy.dtype)
-        extended.fill(0)
-        extended[:, :, :h_out, :w_out] = dy
-        dy_even = extended
-    else:
-        dy_even = dy
-    # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b]
-    np.copyto(dyt[..., :tw].transpose(3, 2, 4, 0, 5, 1), dy_even.reshape(n, k, th, 2, tw, 2))
-    dm = np.matmul(_AT_KRON.T.astype(dy.dtype), dyt.reshape(4, -1),
-                   out=scratch(ws, "wino.dm", (16, k * n * th * (tw + 1)), dy.dtype))
-    du = np.matmul(dm.reshape(16, k, n * th * (tw + 1)), cache["v"].transpose(0, 2, 1))  # (16, K, C)
-    # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points.
-    dw = np.matmul(du.reshape(16, k * c).T, _G_KRON.astype(dy.dtype)).reshape(k, c, 3, 3)
+    dyt = scratch(tws, "wino.dyt", (2, 2, k, n, th, tw + 1), dtype)
+    dyt[..., tw:] = 0
+    # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b] (0 past an odd output edge)
+    for a in range(2):
+        rows = dy[:, :, a::2].transpose(1, 0, 2, 3)          # (K, N, rows, W_out)
+        for b in range(2):
+            block = rows[..., b::2]
+            target = dyt[a, b]
+            np.copyto(target[:, :, :block.shape[2], :block.shape[3]], block)
+            target[:, :, block.shape[2]:, :tw] = 0
+            target[:, :, :block.shape[2], block.shape[3]:tw] = 0
+    dm = np.matmul(_AT_KRON.T.astype(dtype), dyt.reshape(4, -1),
+                   out=scratch(tws, "wino.dm", (16, k * n * th * (tw + 1)), dtype))
+    du = np.matmul(dm.reshape(16, k, n * th * (tw + 1)), cache["v"].transpose(0, 2, 1),
+                   out=scratch(tws, "wino.du", (16, k, c), dtype))
+    # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points: one GEMM on
+    # contiguous operands, then one transposing copy into the filters' layout.
+    dg = np.matmul(_G_KRON.T.astype(dtype), du.reshape(16, k * c),
+                   out=scratch(tws, "wino.dg", (9, k * c), dtype))
+    dw = np.empty((k, c, 3, 3), dtype)
+    np.copyto(dw.reshape(k * c, 9), dg.T)
 
     db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     if not need_dx:
-        return None, dw.astype(dy.dtype, copy=False), db
-    # dx: full correlation of dy with the rotated, channel-swapped filter.
-    w_rot = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    dx, _ = conv3x3_forward(dy, w_rot, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)),
-                            keep_for_backward=False, key="wino.dx", workspace=ws)
-    return dx, dw.astype(dy.dtype, copy=False), db
+        return None, dw, db
+    # dx: full correlation of dy with the rotated, channel-swapped filter, whose transform is
+    # w's with permuted points, transposed per point: (16, C, K).
+    u_rot = np.matmul(_G_KRON_ROTATED.astype(w.dtype), w.reshape(k * c, 9).T,
+                      out=scratch(tws, "wino.u_rot", (16, k * c), w.dtype)).reshape(16, k, c)
+    dx, _ = conv3x3_forward(dy, None, None, ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), keep_for_backward=False,
+                            key="wino.dx", workspace=tws, u=u_rot.transpose(0, 2, 1))
+    return dx, dw, db
 
 
 def applies(kernel, stride, dilation, groups) -> bool:

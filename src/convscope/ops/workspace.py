@@ -17,6 +17,10 @@ Rules that keep this safe:
   The layers of one model share a :class:`Budget`: at most :data:`MAX_BYTES` stay alive
   between calls over the whole model, least recently used first out.
 * Not locked: one model is used by one thread at a time (BLAS already uses the cores).
+* Scratch that never outlives one op call (the backward pass's transforms, say) can come from
+  :func:`transient` instead: one flat buffer per name for the whole model (the layers sharing
+  a :class:`Budget`), as large as the largest request, so such buffers cost the model the
+  largest layer's need instead of the sum over its layers.
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ class Budget:
         self.max_bytes = MAX_BYTES if max_bytes is None else int(max_bytes)
         self.bytes = 0
         self._order: "OrderedDict[Tuple[int, _Key], Tuple[Workspace, int]]" = OrderedDict()
+        self._transient: Dict[Tuple[str, str], np.ndarray] = {}
+        self._transient_view: Optional["Workspace"] = None
 
     def _touch(self, ws: "Workspace", key: _Key) -> None:
         self._order.move_to_end((id(ws), key))
@@ -51,6 +57,19 @@ class Budget:
             (_, old_key), (owner, size) = self._order.popitem(last=False)
             del owner._buffers[old_key]
             self.bytes -= size
+
+    def transient(self, name: str, shape, dtype) -> np.ndarray:
+        """An uninitialised ``shape`` view of this budget's flat buffer ``name`` (grown when too
+        small; one per name and dtype for every workspace under this budget)."""
+        shape = tuple(int(s) for s in shape)
+        size = int(np.prod(shape))
+        key = (name, np.dtype(dtype).str)
+        flat = self._transient.get(key)
+        if flat is None or flat.size < size:
+            flat = np.empty(size, dtype=dtype)
+            if flat.nbytes <= self.max_bytes:
+                self._transient[key] = flat
+        return flat[:size].reshape(shape)
 
     def _forget(self, ws: "Workspace", key: _Key) -> None:
         _, size = self._order.pop((id(ws), key))
@@ -85,6 +104,14 @@ class Workspace:
         kept = key in self._buffers
         return self.get(name, shape, dtype), kept
 
+    def transient_view(self) -> "Workspace":
+        """A workspace under the same budget whose every buffer is :func:`transient`: for
+        handing to an op whose scratch must not outlive the call (one per budget)."""
+        view = self.budget._transient_view
+        if view is None:
+            view = self.budget._transient_view = _TransientWorkspace(self.budget)
+        return view
+
     def kept_bytes(self) -> int:
         """Bytes this workspace keeps alive."""
         return sum(b.nbytes for b in self._buffers.values())
@@ -96,11 +123,26 @@ class Workspace:
         self._buffers.clear()
 
 
+class _TransientWorkspace(Workspace):
+    """Every buffer it hands out is the budget's transient buffer of that name."""
+
+    def get(self, name: str, shape, dtype) -> np.ndarray:
+        return self.budget.transient(name, shape, dtype)
+
+
 def scratch(ws: Optional[Workspace], name: str, shape, dtype) -> np.ndarray:
     """``ws.get(name, shape, dtype)``, or a fresh uninitialised array without a workspace."""
     if ws is None:
         return np.empty(tuple(int(s) for s in shape), dtype=dtype)
     return ws.get(name, shape, dtype)
+
+
+def transient(ws: Optional[Workspace], name: str, shape, dtype) -> np.ndarray:
+    """Scratch for use within one op call only (never kept in a cache, never returned): the
+    model-wide buffer ``name`` of ``ws``'s budget, or a fresh array without a workspace."""
+    if ws is None:
+        return np.empty(tuple(int(s) for s in shape), dtype=dtype)
+    return ws.budget.transient(name, shape, dtype)
 
 
 def fresh_copy(view: np.ndarray) -> np.ndarray:
