@@ -152,10 +152,11 @@ def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: i
 
 
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
-                width: Optional[int] = None, inference: bool = False) -> str:
+                width: Optional[int] = None, inference: bool = False, out_size=None) -> str:
     """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
     "winograd" or "reference") a call takes. ``inference`` (nothing kept for backward): "auto"
-    never picks "shifted", whose gain is its one-GEMM dW (see SHIFTED_MIN_DEPTH).
+    never picks "shifted", whose gain is its one-GEMM dW (see SHIFTED_MIN_DEPTH). ``out_size``
+    (H_out, W_out), when given, keeps Winograd off maps smaller than WINOGRAD_MIN_OUTPUT.
 
     A path asked for by this call must apply (else an error says what it needs); the scoped
     or module default falls back to "auto" for layers it cannot compute.
@@ -173,7 +174,8 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
     if groups == c_in == c_out and groups > 1:
         return "depthwise"
     if _unavailable("winograd", kernel, stride, dilation, groups, pads, c_in, c_out) is None \
-            and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS:
+            and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS \
+            and (out_size is None or min(out_size) >= WINOGRAD_MIN_OUTPUT):
         return "winograd"
     if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
         return "pointwise"
@@ -182,6 +184,12 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
         return "shifted"
     return "im2col"
 
+
+#: Winograd F(2×2, 3×3) needs outputs at least this tall and wide to pay: on 1×1 and 2×2 maps
+#: (ResNet-18's last stage on 32×32 inputs) its tiles are mostly padding and the filter
+#: transform (16 MB at 512 channels) costs more than the product. A zoo resnet18 training
+#: step at batch 32 on 3×32×32 took 217–228 ms CPU with im2col there against 294–434 ms.
+WINOGRAD_MIN_OUTPUT = 3
 
 #: The shifted path computes W_p instead of W_out columns per row; past this ratio the
 #: wasted GEMM work outweighs the faster copy.
@@ -318,7 +326,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     kernel = w.shape[2:]
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
     path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3],
-                       inference=not keep_for_backward)
+                       inference=not keep_for_backward, out_size=out)
     if path == "winograd":
         y, data = winograd.conv3x3_forward(x, w, b, pads, keep_for_backward=keep_for_backward,
                                            workspace=workspace, reuse_filters=not keep_for_backward)
