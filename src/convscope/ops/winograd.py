@@ -160,10 +160,12 @@ def conv3x3_forward(x: np.ndarray, w: Optional[np.ndarray], b, pads, *, keep_for
     ``u`` (16, K, C), any strides, is the filter transform when the caller already has it
     (the backward pass, whose rotated filter's transform is a permutation of w's); w is then unused.
     """
-    ws = workspace
     n, c, h, wd = x.shape
     if u is None:
-        u = transformed_filters(w, key, ws) if reuse_filters else filter_transform(w)
+        u = transformed_filters(w, key, workspace) if reuse_filters else filter_transform(w)
+    # Everything below is scratch of this call only (V for backward is its own array): the
+    # model-wide transient buffers, not buffers kept per layer (45 MB less for resnet18 b32).
+    ws = workspace.transient_view() if workspace is not None else None
     k = u.shape[1]
     (pt, pb), (pl, pr) = pads
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
