@@ -211,9 +211,21 @@ def _describe(node) -> str:
     if node.op == "call_module":
         return f"module {node.target}"
     if hasattr(node.target, "_opname"):  # an ATen operator (torch.export)
-        return f"operator {node.target}"
+        return f"operator {node.target}{_inside(node)}"
     target = _target_name(node.target)
-    return f"method .{target}()" if node.op == "call_method" else f"function {target}"
+    what = f"method .{target}()" if node.op == "call_method" else f"function {target}"
+    return what + _inside(node)
+
+
+def _inside(node) -> str:
+    """`` in module act (ELU)``: the innermost module whose forward the operation ran in, if any."""
+    stack = [entry for entry in (node.meta.get("nn_module_stack") or {}).values()
+             if isinstance(entry, tuple) and entry and entry[0]]
+    if not stack:
+        return ""
+    path, kind = stack[-1][0], stack[-1][-1]
+    kind = kind.__name__ if isinstance(kind, type) else str(kind).rpartition(".")[2]
+    return f" in module {path} ({kind})"
 
 
 def _module_node(reader: _Reader, gm, node) -> None:
