@@ -68,6 +68,10 @@ def build(name, seed=0):
     return module.eval()
 
 
+#: Samples the running statistics are measured on (see randomise_norms).
+CALIBRATION_BATCH = int(os.environ.get("CONVSCOPE_CALIBRATION_BATCH", "4"))
+
+
 def randomise_norms(module, seed):
     """Batch-norm γ ~ U(0.5, 1.5), β ~ N(0, 0.1²); running statistics measured on a random batch
     (so activations keep their scale through deep stacks) then perturbed a little: mean + σ·N(0, 0.05²),
@@ -92,8 +96,8 @@ def randomise_norms(module, seed):
             module.eval()
             for m in norms:  # only the norms in training mode: no dropout or stochastic depth
                 m.train()
-            module(torch.randn((4, 3, 64, 64) if not hasattr(module, "Mixed_5b") else (4, 3, 75, 75),
-                                       generator=gen))
+            size = 75 if hasattr(module, "Mixed_5b") else 64
+            module(torch.randn((CALIBRATION_BATCH, 3, size, size), generator=gen))
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
                 m.running_mean.add_(torch.randn(m.running_mean.shape, generator=gen) * 0.05 * m.running_var.sqrt())
@@ -197,3 +201,89 @@ def test_imported_model_backward_equals_torch_autograd_in_float64(name):
         if isinstance(m, torch.nn.Hardsigmoid):
             m.forward = lambda x: torch.nn.functional.relu6(x + 3.0) / 6.0
     assert_matches_torch(model, module, (3, 32, 32), batch=2, seed=2, train=False)
+
+
+# ----- training mode: gradients against torch's own rounding spread ---------------------------------
+
+class _ReorderedBatchNorm(torch.nn.Module):
+    """F.batch_norm in training mode written out: (x − mean) / sqrt(var + eps)·γ + β with the
+    biased batch variance, autograd through these ops. The same function as torch's fused kernel,
+    other summation and rounding orders: the two differ only by float64 round-off."""
+
+    def __init__(self, bn):
+        super().__init__()
+        self.bn = bn
+
+    def forward(self, x):
+        mean = x.mean((0, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean((0, 2, 3), keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.bn.eps) * self.bn.weight[:, None, None] + self.bn.bias[:, None, None]
+
+
+def _torch_gradients(module, x, dy):
+    """{"out", "dx", parameter name: gradient} of ``module`` (training mode) at ``x``."""
+    module.zero_grad(set_to_none=True)
+    tx = torch.tensor(x, requires_grad=True)
+    y = module(tx)
+    y.backward(torch.from_numpy(dy))
+    out = {"out": y.detach().numpy(), "dx": tx.grad.numpy()}
+    for name, p in module.named_parameters():
+        out[name.replace(".bn.weight", ".weight").replace(".bn.bias", ".bias")] = p.grad.numpy()
+    return out
+
+
+def _deterministic(module):
+    """Dropout and stochastic depth off (their draws are the engines' own), and the exact-1/6
+    hardsigmoid (see the eval test above)."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Dropout) or type(m).__name__ == "StochasticDepth":
+            m.p = 0.0
+        if isinstance(m, torch.nn.Hardsigmoid):
+            m.forward = lambda x: torch.nn.functional.relu6(x + 3.0) / 6.0
+
+
+TRAIN_DEFAULT = {"resnet18", "mobilenet_v3_small"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[] if n in TRAIN_DEFAULT else [pytest.mark.skipif(
+        not EVERYTHING, reason="float64 training-mode comparison of a larger net (measured: see the "
+        "docstring); set CONVSCOPE_ALL_TORCHVISION=1")])
+    for n in ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "densenet121", "shufflenet_v2_x1_0"]])
+def test_training_mode_gradients_are_within_torchs_own_rounding_spread(name):
+    """Training mode (batch statistics), float64, batch 2 at 32×32: the last stages are 1×1, so
+    many batch norms normalise two values per channel (resnet18 5 of 20, mobilenet_v3_small 9 of
+    34, efficientnet_b0 15 of 49, densenet121 33 of 121). There the output is ±γ + β whatever the
+    input, so every gradient that flows back through such a norm is zero in exact arithmetic and
+    what either engine computes is round-off; a tensor whose true gradient is (nearly) zero gets
+    relative errors of order 1 in torch against itself. So the oracle is torch's own spread: the
+    same module with every batch norm written out (:class:`_ReorderedBatchNorm`, an equivalent
+    formula in another order). Per tensor (output, dL/dx, each parameter gradient),
+    |ours − torch| ≤ 10 × max(|torch reordered − torch|, 1e-9·max|torch|).
+    Measured (max over tensors of |ours − torch| / that bound without the 10): resnet18 0.31,
+    mobilenet_v3_small 1.5, efficientnet_b0 1.5, densenet121 2.4 (largest relative errors ours
+    vs torch 3e-10, 1.8, 1.9, 3e-9; torch reordered vs torch 1.5e-10, 2.2, 2.0, 3.4e-9): ours is
+    as far from torch as torch is from itself. A formula difference would not hide in the factor
+    10: an unbiased variance at two values per channel is off by a factor 2, a misplaced eps by
+    ~eps/var on every tensor."""
+    import copy
+    module = build(name).double()
+    _deterministic(module)
+    model = cs.interop.from_torch(module, (3, 32, 32))
+    module.train()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 32, 32))
+    y = model.forward(x, train=True)
+    dy = rng.standard_normal(y.shape)
+    ours = {"out": y, "dx": model.backward(dy), **{n: p.grad for n, p in model.named_parameters()}}
+    reordered = copy.deepcopy(module)
+    for parent in list(reordered.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.BatchNorm2d):
+                setattr(parent, child_name, _ReorderedBatchNorm(child))
+    theirs = _torch_gradients(module, x, dy)
+    spread = _torch_gradients(reordered, x, dy)
+    assert sorted(ours) == sorted(theirs) == sorted(spread)
+    for key, value in theirs.items():
+        bound = 10 * max(np.abs(spread[key] - value).max(), 1e-9 * np.abs(value).max())
+        assert np.abs(ours[key] - value).max() <= bound, key
