@@ -1,4 +1,5 @@
-"""PyTorch -> convscope for any ``nn.Module`` whose forward ``torch.fx`` can trace: a :class:`Graph`.
+"""PyTorch -> convscope for any ``nn.Module`` whose forward ``torch.fx`` (or, failing that,
+``torch.export``: :mod:`.torch_export_import`) can trace: a :class:`Graph`.
 
 How it reads a module:
 
@@ -20,8 +21,12 @@ How it reads a module:
    named after its owner module.
 4. **Copy** the state dict (names and shapes must match one to one).
 
-Anything that cannot be read is one :class:`~convscope.ConvscopeError` line naming the node and
-the nearest supported function (difflib); nothing is returned half-built.
+Where fx cannot trace (``if x.shape[-1] > 32:`` on a Proxy), ``torch.export`` records the forward
+for the input shape as ATen operators, read the same way (see :mod:`.torch_export_import`); where
+neither can (a branch on a tensor's value), one line suggests the TorchScript ONNX route.
+
+Anything that cannot be read is one :class:`~convscope.ConvscopeError` line naming the node (and
+the module it ran in) and the nearest supported function (difflib); nothing is returned half-built.
 """
 from __future__ import annotations
 
