@@ -110,18 +110,22 @@ def test_the_list_is_torchvisions_cnn_classifiers():
     assert sorted(listed) == sorted(MODELS)  # 68 in torchvision 0.28
 
 
-#: Verified with this test's final settings when it was written; the rest of the 68 (and the
-#: slow ones, up to 645 M parameters and ~8 GB) run with CONVSCOPE_ALL_TORCHVISION=1 until a
-#: full run has been recorded (issue 12 is still open for exactly that).
-VERIFIED = {"efficientnet_b1", "regnet_y_400mf", "googlenet", "inception_v3", "shufflenet_v2_x0_5"}
+#: Run by default: one model per family, the smallest (CI time). All 68 were run through
+#: ``measure`` by scripts/torchvision_torch_table.py and are recorded in docs/torchvision-torch.md;
+#: the big ones (AlexNet, VGG, Wide ResNet, ResNeXt: over 25 M parameters, the operations of
+#: resnet18) and the larger variants of each family run with CONVSCOPE_ALL_TORCHVISION=1.
+DEFAULT = {"resnet18", "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "squeezenet1_1",
+           "shufflenet_v2_x0_5", "regnet_x_400mf", "regnet_y_400mf", "efficientnet_b0", "densenet121",
+           "convnext_tiny", "googlenet", "inception_v3"}
 EVERYTHING = os.environ.get("CONVSCOPE_ALL_TORCHVISION") == "1"
 
 
 def _case(name):
     marks = [pytest.mark.slow] if name in SLOW else []
-    if name not in VERIFIED:
-        marks.append(pytest.mark.skipif(not EVERYTHING, reason="not yet verified in a full run; "
-                                        "set CONVSCOPE_ALL_TORCHVISION=1 to run every model"))
+    if name not in DEFAULT:
+        marks.append(pytest.mark.skipif(not EVERYTHING, reason="a larger member of a family run by default; "
+                                        "its full-run result is in docs/torchvision-torch.md "
+                                        "(CONVSCOPE_ALL_TORCHVISION=1 runs every model)"))
     return pytest.param(name, marks=marks)
 
 
@@ -131,7 +135,9 @@ def measure(name, seed=0):
     (float32, batch 2); ``spread``: the std of the two samples' logit difference on that scale;
     ``torch_own``: torch's float32 output against its float64 output on the
     same scale (how ill-conditioned the net is); ``f64_error``: ours against torch's float64
-    output (measured only where ``rel_error`` exceeds 1e-4)."""
+    output (measured only where ``rel_error`` exceeds 1e-4); ``f64_exact``: where ``torch_own``
+    exceeds 1e-2, the model converted in float64 against torch's float64 output (and ``top1_equal``
+    is then float64's)."""
     import time
     from onnx_models import conv_linear_macs
     module = build(name, seed)
@@ -159,11 +165,16 @@ def measure(name, seed=0):
         "top1_equal": bool((got.argmax(1) == expected.argmax(1)).all()),
         "torch_own": None, "f64_error": None,
     }
+    out["f64_exact"] = None
     if out["rel_error"] > 1e-4:
         with torch.no_grad():
             exact = module.double()(x.double()).numpy()
         out["torch_own"] = float(np.abs(expected - exact).max()) / scale
         out["f64_error"] = float(np.abs(got - exact).max()) / scale
+        if out["torch_own"] > 1e-2:  # float32 decides nothing here: compare the conversion in float64
+            ours64 = cs.interop.from_torch(module, (3, size, size)).forward(x.double().numpy())
+            out["f64_exact"] = float(np.abs(ours64 - exact).max()) / float(np.abs(exact).max())
+            out["top1_equal"] = bool((ours64.argmax(1) == exact.argmax(1)).all())
     return out
 
 
@@ -179,7 +190,13 @@ def test_torchvision_model_converts_exactly(name):
     # reach logits in the hundreds), torch's own float32 output is over 1e-4 from its float64 one;
     # then ours must be no further from torch's float64 output than 4× torch's float32 is (the same
     # order: both are float32 roundings, amplified alike).
-    if m["rel_error"] > 1e-4:
+    # Where torch's own float32 output is over 1e-2 from its float64 one (EfficientNet-B5/B6 with
+    # these statistics: 40-60 %, logits ~1e5), float32 top-1 is not determined even for torch; then
+    # the conversion is checked in float64 instead: within 1e-6 of torch's float64 output (measured
+    # 7.7e-9 on B5) with the same top-1.
+    if m["f64_exact"] is not None:
+        assert m["f64_exact"] <= 1e-6, m
+    elif m["rel_error"] > 1e-4:
         assert m["f64_error"] <= max(1e-4, 4 * m["torch_own"]), m
     assert m["top1_equal"]
 
