@@ -116,7 +116,7 @@ def test_the_list_is_torchvisions_cnn_classifiers():
 #: resnet18) and the larger variants of each family run with CONVSCOPE_ALL_TORCHVISION=1.
 DEFAULT = {"resnet18", "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "squeezenet1_1",
            "shufflenet_v2_x0_5", "regnet_x_400mf", "regnet_y_400mf", "efficientnet_b0", "densenet121",
-           "convnext_tiny", "googlenet", "inception_v3"}
+           "efficientnet_v2_s", "convnext_tiny", "googlenet", "inception_v3"}
 EVERYTHING = os.environ.get("CONVSCOPE_ALL_TORCHVISION") == "1"
 
 
