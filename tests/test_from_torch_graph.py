@@ -3,6 +3,7 @@ reused modules, the way back out (to_torch, ONNX Runtime), fine-tuning from the 
 and bad input. PyTorch (float64 autograd) and ONNX Runtime are the oracles."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -159,16 +160,87 @@ class Elu(nn.Module):
         return self.act(x)
 
 
-def test_a_forward_fx_cannot_trace_suggests_onnx():
+def test_a_forward_neither_fx_nor_export_can_trace_suggests_onnx():
+    # a branch on a value (not a shape): torch.export cannot decide it at export time either
     message = one_line(cs.interop.from_torch, Branchy(), (3, 4, 4))
-    assert "torch.fx cannot trace the forward of Branchy" in message and "from_onnx" in message
+    assert "torch.fx cannot trace the forward of Branchy" in message
+    assert "neither can torch.export" in message and "from_onnx" in message and "dynamo=False" in message
+
+
+# ----- the torch.export fallback -------------------------------------------------------------------
+
+class ShapeBranch(nn.Module):
+    """A forward torch.fx cannot trace (``if`` on a shape): torch.export decides the branch for the
+    input shape. Modules (conv, batch norm, relu called twice, linear) and functions (F.relu,
+    torch.cat, +, a sigmoid gate multiply, chunk, a channel shuffle, mean, max pool, flatten)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.ReLU()
+        self.gate = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8 * 2 * 2 + 8, 5)
+
+    def forward(self, x):
+        if x.shape[-1] > 12:  # large inputs are pooled first
+            x = F.max_pool2d(x, 2)
+        x = self.act(self.bn(self.conv(x)))
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([F.relu(b), self.act(a)], 1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x = x * torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True))) + x
+        pooled = torch.flatten(F.adaptive_avg_pool2d(x, 2), 1)
+        return self.head(torch.cat([pooled, x.mean(dim=(2, 3))], 1))
+
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_a_forward_fx_cannot_trace_comes_in_through_torch_export(size):
+    with pytest.raises(Exception):  # the premise: torch.fx refuses the shape branch
+        torch.fx.symbolic_trace(ShapeBranch())
+    torch.manual_seed(0)
+    module = ShapeBranch().double()
+    with torch.no_grad():
+        module.bn.running_mean.uniform_(-0.5, 0.5)
+        module.bn.running_var.uniform_(0.5, 2.0)
+        module.bn.weight.uniform_(0.5, 1.5)
+    model = cs.interop.from_torch(module, (3, size, size))
+    assert list(model.state_dict()) == list(module.state_dict())  # torch's names, in running order
+    for key, value in module.state_dict().items():
+        assert np.array_equal(model.state_dict()[key], value.numpy()), key
+    types = [node.layer.type_name for node in model.nodes]
+    assert types.count("maxpool2d") == (size > 12)  # the branch taken for this input shape
+    for expected in ("conv2d", "batchnorm2d", "chunk", "cat", "reshape", "transpose", "mul", "sigmoid",
+                     "add", "mean", "adaptive_avgpool2d", "flatten", "linear"):
+        assert expected in types, expected
+    assert types.count("relu") == 3  # the ReLU module twice, F.relu once
+    # eval (running statistics) and training (batch statistics): forward, dL/dx and every gradient
+    # equal torch autograd in float64 within 1e-9 (a fresh pair for each: torch accumulates .grad)
+    assert_matches_torch(model, copy.deepcopy(module), (3, size, size), batch=2, seed=1, train=False)
+    model = cs.interop.from_torch(module, (3, size, size))
+    assert_matches_torch(model, module, (3, size, size), batch=3, seed=2, train=True)
+
+
+def test_an_unsupported_operator_through_torch_export_names_the_aten_op():
+    class AbsBranch(ShapeBranch):
+        def forward(self, x):
+            if x.shape[-1] > 12:
+                x = F.max_pool2d(x, 2)
+            return torch.abs(self.conv(x))
+
+    message = one_line(cs.interop.from_torch, AbsBranch(), (3, 8, 8))
+    assert message.startswith("node 'abs_1' (operator aten.abs.default) has no convscope counterpart; "
+                              "nearest supported: "), message
 
 
 def test_an_unsupported_function_names_itself_the_node_and_the_nearest_op():
     message = one_line(cs.interop.from_torch, Sorting(), (3, 6, 6))  # fx names the node abs_1
     assert message.startswith("node 'abs_1' (function abs) has no convscope counterpart; nearest supported: ")
     message = one_line(cs.interop.from_torch, Elu(), (3, 6, 6))  # not a known leaf: traced to F.elu
-    assert "(function elu) has no convscope counterpart; nearest supported: relu" in message  # difflib's pick
+    # the module it was traced through is named too
+    assert message.startswith("node 'elu' (function elu in module act (ELU)) has no convscope counterpart; "
+                              "nearest supported: relu ")  # difflib's pick
 
 
 def test_other_bad_forwards():

@@ -1,4 +1,5 @@
-"""PyTorch -> convscope for any ``nn.Module`` whose forward ``torch.fx`` can trace: a :class:`Graph`.
+"""PyTorch -> convscope for any ``nn.Module`` whose forward ``torch.fx`` (or, failing that,
+``torch.export``: :mod:`.torch_export_import`) can trace: a :class:`Graph`.
 
 How it reads a module:
 
@@ -20,8 +21,12 @@ How it reads a module:
    named after its owner module.
 4. **Copy** the state dict (names and shapes must match one to one).
 
-Anything that cannot be read is one :class:`~convscope.ConvscopeError` line naming the node and
-the nearest supported function (difflib); nothing is returned half-built.
+Where fx cannot trace (``if x.shape[-1] > 32:`` on a Proxy), ``torch.export`` records the forward
+for the input shape as ATen operators, read the same way (see :mod:`.torch_export_import`); where
+neither can (a branch on a tensor's value), one line suggests the TorchScript ONNX route.
+
+Anything that cannot be read is one :class:`~convscope.ConvscopeError` line naming the node (and
+the module it ran in) and the nearest supported function (difflib); nothing is returned half-built.
 """
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ class _Reader:
         self.nodes: List[Tuple[str, Any, List[str]]] = []
         self.names: Dict[Any, str] = {}       # fx node -> graph value name ("conv1", "chunk:1")
         self.aliases: Dict[Any, Any] = {}     # contiguous() and friends: fx node -> the node it repeats
+        self.groups: Dict[Any, Callable] = {} # torch.export: node of a known module's call -> its reading
 
     # -- what is a leaf ---------------------------------------------------------------------
     def known(self, module) -> Optional[type]:
@@ -95,6 +101,15 @@ def _is_tensor(torch, value) -> bool:
     return isinstance(value, torch.Tensor)
 
 
+class _NotTraceable(Exception):
+    """torch.fx could not trace the forward (the first line of its error is the message)."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:160]
+
+
 def _trace(torch, module, reader: _Reader):
     import torch.fx as fx
 
@@ -105,10 +120,7 @@ def _trace(torch, module, reader: _Reader):
     try:
         graph = Tracer().trace(module)
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError...)
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConvscopeError(f"torch.fx cannot trace the forward of {type(module).__name__} ({first[:160]}); "
-                             "export it to ONNX (torch.onnx.export) and read that with cs.interop.from_onnx "
-                             "(or `convscope ... model.onnx`)") from None
+        raise _NotTraceable(_first_line(error)) from None
     return fx.GraphModule(module, graph)
 
 
@@ -128,16 +140,20 @@ def _run(torch, gm, example) -> Dict[Any, Any]:
 
 
 def from_torch_graph(module, input_shape) -> Graph:
-    """See :func:`convscope.interop.from_torch` (any module torch.fx can trace)."""
+    """See :func:`convscope.interop.from_torch` (any module torch.fx or torch.export can trace)."""
     import torch
     shape = _check_shape(input_shape)
     reader = _Reader(torch, module, shape)
-    gm = _trace(torch, module, reader)
     dtype = _dtype_of(module, torch)
     example = torch.zeros((2,) + tuple(shape), dtype=torch.float64 if dtype.itemsize == 8 else torch.float32)
     was_training = module.training
     try:
         module.eval()
+        try:
+            gm = _trace(torch, module, reader)
+        except _NotTraceable as fx_error:
+            from .torch_export_import import exported_graph
+            gm = exported_graph(torch, module, example, reader, str(fx_error))
         try:
             reader.values = _run(torch, gm, example)
         except Exception as error:
@@ -154,10 +170,14 @@ def from_torch_graph(module, input_shape) -> Graph:
                 reader.names[node] = INPUT
             elif node.op == "output":
                 output = node.args[0]
+                while isinstance(output, (tuple, list)) and len(output) == 1:  # torch.export's (out,)
+                    output = output[0]
             elif node.op == "get_attr":
                 continue  # read by the node that uses it (a layer scale), refused elsewhere
             elif not _is_tensor(torch, reader.values[node]) and not _is_pieces(torch, reader.values[node]):
                 continue  # sizes and their arithmetic: folded into the arguments that use them
+            elif node in reader.groups:  # torch.export: one of the operations of a known module
+                reader.groups[node](reader, node)
             elif node.op == "call_module":
                 _module_node(reader, gm, node)
             else:
@@ -186,11 +206,32 @@ def _is_pieces(torch, value) -> bool:
     return isinstance(value, (tuple, list)) and value and all(_is_tensor(torch, v) for v in value)
 
 
+def _target_name(target) -> str:
+    """``"view"`` for a method, ``"cat"`` for torch.cat, ``"add"`` for aten.add.Tensor."""
+    if isinstance(target, str):
+        return target
+    return getattr(target, "_opname", None) or getattr(target, "__name__", str(target))
+
+
 def _describe(node) -> str:
     if node.op == "call_module":
         return f"module {node.target}"
-    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-    return f"method .{target}()" if node.op == "call_method" else f"function {target}"
+    if hasattr(node.target, "_opname"):  # an ATen operator (torch.export)
+        return f"operator {node.target}{_inside(node)}"
+    target = _target_name(node.target)
+    what = f"method .{target}()" if node.op == "call_method" else f"function {target}"
+    return what + _inside(node)
+
+
+def _inside(node) -> str:
+    """`` in module act (ELU)``: the innermost module whose forward the operation ran in, if any."""
+    stack = [entry for entry in (node.meta.get("nn_module_stack") or {}).values()
+             if isinstance(entry, tuple) and entry and entry[0]]
+    if not stack:
+        return ""
+    path, kind = stack[-1][0], stack[-1][-1]
+    kind = kind.__name__ if isinstance(kind, type) else str(kind).rpartition(".")[2]
+    return f" in module {path} ({kind})"
 
 
 def _module_node(reader: _Reader, gm, node) -> None:
@@ -347,6 +388,11 @@ def _pad(reader, node):
     return L.Pad(tuple(a["pad"]), a["value"] or 0.0), [node.args[0]]
 
 
+def _constant_pad(reader, node):  # aten.constant_pad_nd(input, pad, value=0): F.pad's constant mode
+    a = _args(node, ("input", "pad", "value"), {"value": 0.0})
+    return L.Pad(tuple(a["pad"]), a["value"] or 0.0), [node.args[0]]
+
+
 def _mul(reader, node):
     params = [a for a in node.args[:2] if hasattr(a, "op") and a.op == "get_attr"]
     if len(params) == 1:  # ConvNeXt's `self.layer_scale * x`: a parameter (C, 1, 1) times the map
@@ -381,11 +427,12 @@ _FUNCTIONS: Dict[str, Callable] = {
     "cat": _cat, "concat": _cat, "flatten": _flatten, "view": _reshape, "reshape": _reshape,
     "mean": _mean, "transpose": _transpose, "permute": _permute,
     "chunk": _pieces(L.Chunk, "chunks"), "split": _pieces(L.Split, "split_size_or_sections"),
+    "split_with_sizes": _pieces(L.Split, "split_size_or_sections"), "constant_pad_nd": _constant_pad,
     "adaptive_avg_pool2d": _adaptive_avg_pool2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
     "dropout": _dropout, "hardtanh": _hardtanh, "gelu": _gelu, "pad": _pad, "getitem": _getitem,
 }
 #: Methods that return their input's values unchanged (a view in the same layout).
-_PASS = {"contiguous", "clone", "detach"}
+_PASS = {"contiguous", "clone", "detach", "alias"}
 
 
 def _registry_functions() -> Dict[str, type]:
@@ -401,7 +448,7 @@ def _registry_functions() -> Dict[str, type]:
 
 
 def _function_node(reader: _Reader, node) -> None:
-    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    name = _target_name(node.target)
     if name in _PASS:
         reader.aliases[node] = reader.aliases.get(node.args[0], node.args[0])
         return
