@@ -14,11 +14,20 @@ import os
 import sys
 
 _SIGNALS = (_signal.SIGINT, _signal.SIGTERM)
+#: Set once the run has written its one stderr line (cli.say): the handler, which main puts
+#: back when it returns, then exits without a second line (torchrun's SIGTERM to a rank that
+#: already reported a lost peer can arrive while the interpreter shuts down).
+_SAID = [False]
+
+
+def mark_said() -> None:
+    _SAID[0] = True
 
 
 def _quit(signum, frame):  # pragma: no cover - exercised in a subprocess
     try:
-        os.write(2, b"convscope: interrupted\n")
+        if not _SAID[0]:
+            os.write(2, b"convscope: interrupted\n")
     finally:
         os._exit(128 + signum)
 

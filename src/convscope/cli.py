@@ -56,8 +56,10 @@ def say(line: str) -> None:
     the survivors of a failed rank, often while they are already reporting the failure) must
     not add a second line, so :func:`main` checks ``_said`` before saying "interrupted"."""
     global _said
+    from . import _startup
     print(line, file=sys.stderr)
     _said = True
+    _startup.mark_said()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
