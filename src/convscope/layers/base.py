@@ -36,7 +36,9 @@ class Parameter:
     def __init__(self, name: str, value: np.ndarray):
         self.name = name
         self._value = value
-        self.grad = np.zeros_like(value)
+        # np.zeros (calloc) leaves the pages untouched until a backward writes them: building
+        # or importing a 500 MB model does not write 500 MB of zeros (zeros_like does).
+        self.grad = np.zeros(np.shape(value), dtype=np.asarray(value).dtype)
 
     @property
     def value(self) -> np.ndarray:
