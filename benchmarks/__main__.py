@@ -34,7 +34,7 @@ import threading
 import time
 
 from . import cases as C
-from .env import ROOT, benchmark_env
+from .env import ROOT, benchmark_env, cpu_model
 from .report import write_readme
 
 SECTIONS = ("conv", "lenet", "nets", "memory", "mainjob", "scaling")
@@ -267,17 +267,6 @@ def versions(env) -> dict:
             "'torch': torch.__version__, 'onnxruntime': onnxruntime.__version__}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr.strip()[-200:]}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv):

@@ -57,12 +57,9 @@ def passes(r: dict) -> bool:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    sys.path.insert(0, ROOT)
+    from benchmarks.env import cpu_model
+    cpu = cpu_model()
     import numpy
     import torch
     return (f"{cpu}, {os.cpu_count()} cores (shared), Linux {platform.release()}; Python "
