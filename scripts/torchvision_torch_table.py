@@ -107,6 +107,17 @@ def write_table(results: dict, order) -> str:
         lines.append(f"| {r['name']} | {params} | {r['macs']:,} | {r['hook_macs']:,} | {r['rel_error']:.1e} "
                      f"| {extra[0]} | {extra[1]} | {extra[2]} | {'yes' if r['top1_equal'] else 'no'} | {r['seconds']:.1f} "
                      f"| {r['peak_mib']:,} | {'yes' if passes(r) else 'no'} |")
+    chaotic = [r for r in rows if "failed" not in r and not passes(r) and r["keys_equal"] and r["values_equal"]
+               and r["params"] == r["torch_params"] and r["macs"] == r["hook_macs"]
+               and (r.get("torch_own") or 0) > 1e-2]
+    if chaotic:
+        lines += ["", "Not decided by this oracle: " + ", ".join(
+            f"{r['name']} (torch's own float32 output {r['torch_own']:.0%} from its float64 one; ours in "
+            f"float64 {r['f64_exact']:.1e} from torch's float64)" for r in chaotic) + ". Keys, values, "
+            "parameters, MACs and top-1 are equal; with random batch-norm statistics these nets amplify "
+            "rounding so much (logits near 1e5–1e6) that the float32 comparison cannot decide. Whether "
+            "the float64 gap is rounding too (torch against itself in another summation order) is not "
+            "yet checked: they count as failures until a milder randomisation or that check decides."]
     missing = [n for n in order if n not in results]
     if missing:
         lines += ["", f"Not run: {', '.join(missing)}."]
