@@ -49,7 +49,7 @@ def passes(r: dict) -> bool:
     if "failed" in r:
         return False
     if r.get("f64_exact") is not None:
-        close = r["f64_exact"] <= 1e-6
+        close = r["f64_exact"] <= max(1e-6, 4 * r.get("torch_self64", 0.0))
     else:
         close = r["rel_error"] <= 1e-4 or r["f64_error"] <= max(1e-4, 4 * r["torch_own"])
     return (r["keys_equal"] and r["values_equal"] and r["params"] == r["torch_params"]
@@ -86,26 +86,29 @@ def write_table(results: dict, order) -> str:
         "output is that far from its float64 one (an ill-conditioned net with random statistics), "
         "ours no further from torch's float64 output than 4× torch's float32 output is; where torch's "
         "float32 output is over 1e-2 from its float64 one (float32 top-1 undetermined even for torch), "
-        "the model converted in float64 within 1e-6 of torch's float64 output, same top-1.",
+        "the model converted in float64 within 1e-6 of torch's float64 output, or within 4× torch's "
+        "own float64 spread where that is larger (torch against itself summing in other orders: two "
+        "batches of one, channels-last, both), same top-1.",
         "",
         "Columns: *max rel. error* = max |ours − torch| / max |torch| in float32; *torch f32 vs f64* "
         "and *ours vs f64* only where the first exceeds 1e-4; *f64 exact* = ours in float64 against "
-        "torch in float64, only where torch f32 vs f64 exceeds 1e-2; *import* = wall time of from_torch "
+        "torch in float64, only where torch f32 vs f64 exceeds 1e-2, and *torch f64 self* = torch's own "
+        "float64 spread there; *import* = wall time of from_torch "
         "(niced, on a machine shared with other jobs: an indication, not a benchmark); *peak* = the "
         "process's peak resident memory.",
         "",
         "| model | params | MACs (ours) | MACs (hooks) | max rel. error | torch f32 vs f64 | ours vs f64 "
-        "| f64 exact | top-1 equal | import (s) | peak (MiB) | pass |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|:-:|",
+        "| f64 exact | torch f64 self | top-1 equal | import (s) | peak (MiB) | pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|:-:|",
     ]
     for r in rows:
         if "failed" in r:
-            lines.append(f"| {r['name']} | | | | | | | | | | | no: {r['failed'].replace('|', '/')} |")
+            lines.append(f"| {r['name']} | | | | | | | | | | | | no: {r['failed'].replace('|', '/')} |")
             continue
-        extra = [f"{r[k]:.1e}" if r.get(k) is not None else "" for k in ("torch_own", "f64_error", "f64_exact")]
+        extra = [f"{r[k]:.1e}" if r.get(k) is not None else "" for k in ("torch_own", "f64_error", "f64_exact", "torch_self64")]
         params = f"{r['params']:,}" + ("" if r["params"] == r["torch_params"] else f" (torch {r['torch_params']:,})")
         lines.append(f"| {r['name']} | {params} | {r['macs']:,} | {r['hook_macs']:,} | {r['rel_error']:.1e} "
-                     f"| {extra[0]} | {extra[1]} | {extra[2]} | {'yes' if r['top1_equal'] else 'no'} | {r['seconds']:.1f} "
+                     f"| {extra[0]} | {extra[1]} | {extra[2]} | {extra[3]} | {'yes' if r['top1_equal'] else 'no'} | {r['seconds']:.1f} "
                      f"| {r['peak_mib']:,} | {'yes' if passes(r) else 'no'} |")
     chaotic = [r for r in rows if "failed" not in r and not passes(r) and r["keys_equal"] and r["values_equal"]
                and r["params"] == r["torch_params"] and r["macs"] == r["hook_macs"]

@@ -137,7 +137,8 @@ def measure(name, seed=0):
     same scale (how ill-conditioned the net is); ``f64_error``: ours against torch's float64
     output (measured only where ``rel_error`` exceeds 1e-4); ``f64_exact``: where ``torch_own``
     exceeds 1e-2, the model converted in float64 against torch's float64 output (and ``top1_equal``
-    is then float64's)."""
+    is then float64's), and ``torch_self64``: torch's float64 output against itself computed in
+    other summation orders (two batches of one, channels-last, both)."""
     import time
     from onnx_models import conv_linear_macs
     module = build(name, seed)
@@ -175,6 +176,15 @@ def measure(name, seed=0):
             ours64 = cs.interop.from_torch(module, (3, size, size)).forward(x.double().numpy())
             out["f64_exact"] = float(np.abs(ours64 - exact).max()) / float(np.abs(exact).max())
             out["top1_equal"] = bool((ours64.argmax(1) == exact.argmax(1)).all())
+            with torch.no_grad():  # torch against itself in float64, summing in other orders
+                split = torch.cat([module(x[:1].double()), module(x[1:].double())]).numpy()
+                module.to(memory_format=torch.channels_last)
+                xl = x.double().to(memory_format=torch.channels_last)
+                last = module(xl).numpy()
+                last_split = torch.cat([module(xl[:1]), module(xl[1:])]).numpy()
+                module.to(memory_format=torch.contiguous_format)
+            out["torch_self64"] = float(max(np.abs(other - exact).max() for other in (split, last, last_split))
+                                        / np.abs(exact).max())
     return out
 
 
@@ -193,9 +203,11 @@ def test_torchvision_model_converts_exactly(name):
     # Where torch's own float32 output is over 1e-2 from its float64 one (EfficientNet-B5/B6 with
     # these statistics: 40-60 %, logits ~1e5), float32 top-1 is not determined even for torch; then
     # the conversion is checked in float64 instead: within 1e-6 of torch's float64 output (measured
-    # 7.7e-9 on B5) with the same top-1.
+    # 7.7e-9 on B5) with the same top-1, or within 4× torch's own float64 spread where torch
+    # disagrees with itself in float64 when it sums in another order (a batch split, channels-last:
+    # EfficientNet-B7 1.3e-5, EfficientNet-V2-L 0.40 with these statistics).
     if m["f64_exact"] is not None:
-        assert m["f64_exact"] <= 1e-6, m
+        assert m["f64_exact"] <= max(1e-6, 4 * m.get("torch_self64", 0.0)), m
     elif m["rel_error"] > 1e-4:
         assert m["f64_error"] <= max(1e-4, 4 * m["torch_own"]), m
     assert m["top1_equal"]
