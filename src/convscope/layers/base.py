@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
+from typing import Any, ClassVar, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -73,20 +73,25 @@ def _as_generator(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+@contextlib.contextmanager
+def _flag_set(flag: "contextvars.ContextVar[bool]") -> Iterator[None]:
+    """``flag`` is True inside the block (for this thread or task), as it was after."""
+    token = flag.set(True)
+    try:
+        yield
+    finally:
+        flag.reset(token)
+
+
 #: Set by :func:`keeping_caches`: inference-mode forward passes keep their backward caches too.
 _KEEP_CACHES: "contextvars.ContextVar[bool]" = contextvars.ContextVar("convscope_keep_caches", default=False)
 
 
-@contextlib.contextmanager
-def keeping_caches() -> Iterator[None]:
+def keeping_caches() -> ContextManager[None]:
     """Inside the block, ``forward(x, train=False)`` computes and keeps what backward needs
     (window matrices, masks, argmax indices), as a training pass does. Scoped to the
     thread or task; used to replay an inference pass when backward follows it."""
-    token = _KEEP_CACHES.set(True)
-    try:
-        yield
-    finally:
-        _KEEP_CACHES.reset(token)
+    return _flag_set(_KEEP_CACHES)
 
 
 #: True while an inference pass runs below its outermost forward call (see Layer.forward).
@@ -98,17 +103,12 @@ _INSIDE_INFERENCE: "contextvars.ContextVar[bool]" = contextvars.ContextVar("conv
 _SKIP_INIT: "contextvars.ContextVar[bool]" = contextvars.ContextVar("convscope_skip_init", default=False)
 
 
-@contextlib.contextmanager
-def without_initialisation() -> Iterator[None]:
+def without_initialisation() -> ContextManager[None]:
     """Inside the block, ``build`` gives every parameter zeros instead of drawing its random
     initial values: for importers that put a file's weights into every parameter right after
     (drawing 125 M uniform numbers costs more than reading a 500 MB file). Buffers and the
     seeds of random layers (dropout) are set as usual."""
-    token = _SKIP_INIT.set(True)
-    try:
-        yield
-    finally:
-        _SKIP_INIT.reset(token)
+    return _flag_set(_SKIP_INIT)
 
 
 def keeps_caches(train: bool) -> bool:
@@ -375,11 +375,8 @@ class Layer:
             y = run(x, train)
             self._cache = None
             return y
-        token = _INSIDE_INFERENCE.set(True)
-        try:
+        with _flag_set(_INSIDE_INFERENCE):
             y = run(x, train)
-        finally:
-            _INSIDE_INFERENCE.reset(token)
         self._cache = _Replay(x, train)
         return y
 
