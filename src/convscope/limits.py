@@ -14,6 +14,10 @@ MiB = 1 << 20
 
 #: Bytes any one input may decode to (IDX/CIFAR/npz arrays, a checkpoint's arrays, images).
 MAX_DECODED_BYTES = 1 * GiB
+#: Bytes of one model file with the weights it holds (an ONNX file and its external data). The
+#: file must really hold the data its tensors declare, so memory follows the bytes on disk;
+#: torchvision's largest CNN, RegNet-Y 128GF, is a 2.6 GB file.
+MAX_MODEL_BYTES = 8 * GiB
 #: Bytes of a spec file (.json/.yaml) and of a checkpoint's JSON description.
 MAX_SPEC_BYTES = 16 * MiB
 #: Layers in one model, containers and their children included.

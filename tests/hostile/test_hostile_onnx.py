@@ -133,9 +133,9 @@ def test_external_data_on_a_device(tmp_path):
 
 
 def test_onnx_file_larger_than_the_budget_is_refused_by_size(tmp_path, monkeypatch):
-    monkeypatch.setattr(limits, "MAX_DECODED_BYTES", 1024)
+    monkeypatch.setattr(limits, "MAX_MODEL_BYTES", 1024)  # the file holds 16·5·5·4 = 1,600 bytes of weights
     path = model_file(tmp_path, [helper.make_node("Conv", ["x", "w"], ["y"])], [weight("w", (16, 1, 5, 5))])
-    with pytest.raises(cs.ConvscopeError, match="limits.MAX_DECODED_BYTES"):
+    with pytest.raises(cs.ConvscopeError, match="limits.MAX_MODEL_BYTES"):
         cs.interop.from_onnx(path)
 
 

@@ -6,7 +6,7 @@ attributes through :class:`Attrs` and nothing else, so every malformed node is o
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -91,29 +91,53 @@ def declared_bytes(onnx, tensor) -> int:
     return values * itemsize
 
 
-def tensor_array(onnx, tensor, what: str) -> np.ndarray:
-    """``numpy_helper.to_array`` after checking that the data the dims promise are there."""
+def tensor_array(onnx, tensor, what: str, decoded: Optional[np.ndarray] = None) -> np.ndarray:
+    """``numpy_helper.to_array`` after checking that the data the dims promise are there
+    (``decoded``: the tensor's values already read from the file, see :mod:`.onnx_weights`)."""
     size = declared_bytes(onnx, tensor)
     limits.check(f"{what} ({tensor.name!r})'s declared size", size, "MAX_DECODED_BYTES", "bytes")
-    try:
-        array = onnx.numpy_helper.to_array(tensor)
-    except Exception as error:  # raw_data shorter than declared, a mistyped field, ...
-        raise ConvscopeError(f"{what} {tensor.name!r} does not hold the {size:,} bytes its shape "
-                             f"{list(tensor.dims)} declares ({str(error).splitlines()[0][:80] if str(error) else type(error).__name__})") from None
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    if decoded is not None:
+        array = decoded
+    else:
+        try:
+            array = onnx.numpy_helper.to_array(tensor)
+        except Exception as error:  # raw_data shorter than declared, a mistyped field, ...
+            raise ConvscopeError(f"{what} {tensor.name!r} does not hold the {size:,} bytes its shape "
+                                 f"{list(tensor.dims)} declares ({str(error).splitlines()[0][:80] if str(error) else type(error).__name__})") from None
+    if array.dtype.kind == "f" and not all_finite(array):
         raise ConvscopeError(f"{what} {tensor.name!r} holds NaN or infinite values")
     return array
 
 
+def all_finite(array: np.ndarray) -> bool:
+    """No NaN or infinity in ``array``. A float64 sum is finite exactly when every value is (a NaN
+    or an infinity makes it NaN or infinite; float32 or float16 values cannot overflow it) and
+    needs no temporary the size of the array; only a float64 array whose finite values overflow
+    the sum is checked value by value."""
+    if np.isfinite(np.sum(array, dtype=np.float64)):
+        return True
+    return array.dtype == np.float64 and bool(np.all(np.isfinite(array)))
+
+
+def initializer_values(onnx, proto, path: str, decoded: Dict[int, np.ndarray]) -> Dict[str, np.ndarray]:
+    """{name: checked array} of ``proto.graph.initializer``; ``decoded``: {index: values already
+    read from the file} (:func:`.onnx_weights.load`)."""
+    return {t.name: tensor_array(onnx, t, f"{path}: initializer", decoded.get(i))
+            for i, t in enumerate(proto.graph.initializer)}
+
+
 def check_model(onnx, proto, path: str) -> None:
-    """Declared sizes of every initializer (in total within ``limits.MAX_DECODED_BYTES``) and
+    """Declared sizes of every initializer (each within ``limits.MAX_DECODED_BYTES``, in total
+    within ``limits.MAX_MODEL_BYTES``) and
     external data references (inside the model's folder, regular files, long enough), before
     any tensor is decoded or any external file is read."""
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     total = 0
     for tensor in proto.graph.initializer:
-        total += declared_bytes(onnx, tensor)
-        limits.check(f"{path}: its initializers' declared size", total, "MAX_DECODED_BYTES", "bytes")
+        size = declared_bytes(onnx, tensor)
+        limits.check(f"{path}: initializer {tensor.name!r}'s declared size", size, "MAX_DECODED_BYTES", "bytes")
+        total += size
+        limits.check(f"{path}: its initializers' declared size", total, "MAX_MODEL_BYTES", "bytes")
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}

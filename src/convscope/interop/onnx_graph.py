@@ -32,7 +32,7 @@ from ..layers.base import Layer
 from ..shapes import prod
 from . import onnx_fold, onnx_patterns
 from .onnx_import import MAX_ELEMENTS, _check_size, _Reader, _flatten_for, _float, one_to_one
-from .onnx_checks import constant_value, tensor_array
+from .onnx_checks import constant_value
 
 _ALIASES = ("Identity", "Dropout")
 
@@ -40,13 +40,11 @@ _ALIASES = ("Identity", "Dropout")
 class GraphReader(_Reader):
     """Reads ``proto`` into (nodes, output name); :meth:`read` does the work."""
 
-    def __init__(self, proto, onnx, path: str):  # pylint: disable=super-init-not-called
+    def __init__(self, proto, onnx, path: str, consts: Dict[str, np.ndarray]):  # pylint: disable=super-init-not-called
         self.onnx, self.path = onnx, path
         graph = proto.graph
         self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1)
-        # The checked reader: data present as the dims promise, finite values (interop/onnx_checks.py).
-        self.consts: Dict[str, np.ndarray] = {t.name: tensor_array(onnx, t, f"{path}: initializer")
-                                              for t in graph.initializer}
+        self.consts = consts  # {initializer name: checked array} (onnx_checks.initializer_values)
         self.graph = graph
         self.nodes, self.shape_nodes, self.visited, self.weights = [], {}, set(), []
         self.consumers: Dict[str, list] = {}  # the structural helpers' look-ahead stays off

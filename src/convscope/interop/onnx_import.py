@@ -50,7 +50,7 @@ from ..layers.base import Layer, _check_shape, without_initialisation
 from ..layers.containers import Concat, Residual, Sequential
 from ..ops.pool import adaptive_matrix
 from ..shapes import prod, same_padding
-from .onnx_checks import constant_value, read_attrs, tensor_array
+from .onnx_checks import constant_value, read_attrs
 from .optional import require
 
 #: Ops read by the converters below (one-to-one ops come from the registry: one_to_one()).
@@ -99,22 +99,19 @@ def _check_size(path: str, what: str, shape) -> None:
 
 
 def _load(path: str, onnx):
-    from ..files import read_regular
-    from .onnx_checks import check_model
+    """(ModelProto, {initializer name: checked array}) of the file at ``path``; the arrays of a
+    file's own raw data are writable views of the file's bytes (:mod:`.onnx_weights`)."""
+    from .onnx_checks import check_model, initializer_values
+    from .onnx_weights import load
 
     path = require_file(path, "ONNX file", "give the .onnx file inside it")
-    raw = read_regular(path, "ONNX file")  # size within limits.MAX_DECODED_BYTES
-    try:
-        proto = onnx.load_model_from_string(raw)
-    except Exception as error:  # protobuf's DecodeError and friends: the bytes are not a model
-        raise ConvscopeError(f"{path} is not an ONNX model: it does not parse as one "
-                             f"({type(error).__name__}); give a .onnx file such as to_onnx writes") from None
+    proto, decoded = load(onnx, path, "MAX_MODEL_BYTES")
     if proto.ir_version < 1 or not proto.HasField("graph") or not proto.opset_import:
         raise ConvscopeError(f"{path} is not an ONNX model: it has no graph or opset; give a .onnx file "
                              "such as to_onnx writes")
     check_model(onnx, proto, path)  # declared sizes, before decoding any tensor
     _load_external(proto, path, onnx)
-    return proto
+    return proto, initializer_values(onnx, proto, path, decoded)
 
 
 def _load_external(proto, path: str, onnx) -> None:
@@ -144,13 +141,12 @@ def _load_external(proto, path: str, onnx) -> None:
 class _Reader:
     """One pass over a graph: constants, the node DAG, then the layer tree."""
 
-    def __init__(self, proto, onnx, path: str):
+    def __init__(self, proto, onnx, path: str, consts: Dict[str, np.ndarray]):
         self.onnx = onnx
         self.path = path
         graph = proto.graph
         self.opset = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=1)
-        self.consts: Dict[str, np.ndarray] = {t.name: tensor_array(onnx, t, f"{path}: initializer")
-                                              for t in graph.initializer}
+        self.consts = consts  # {initializer name: checked array}
         self.nodes = []
         self.shape_nodes: Dict[str, object] = {}  # output name -> node computing a shape value
         unsupported = collections.Counter()
@@ -735,9 +731,9 @@ def from_onnx(path, input_shape=None) -> Layer:
     :class:`~convscope.layers.graph.Graph` (:mod:`.onnx_graph`)."""
     onnx = require("onnx", "from_onnx")
     path = os.fspath(path)
-    proto = _load(path, onnx)
+    proto, consts = _load(path, onnx)
     try:
-        reader = _Reader(proto, onnx, path)
+        reader = _Reader(proto, onnx, path, consts)
         shape, dtype = _input_shape(reader, input_shape)
         layers, _ = reader.chain(reader.input.name, reader.output, shape)
         left = [reader.name(n) for i, n in enumerate(reader.nodes) if i not in reader.visited]
@@ -748,7 +744,7 @@ def from_onnx(path, input_shape=None) -> Layer:
     except ConvscopeError as structural:
         from .onnx_graph import GraphReader
         try:
-            graph_reader = GraphReader(proto, onnx, path)
+            graph_reader = GraphReader(proto, onnx, path, consts)
             shape, dtype = _input_shape(graph_reader, input_shape)
             records, out = graph_reader.read(shape)
         except ConvscopeError as error:
@@ -783,7 +779,7 @@ def _load_weights(model: Layer, weights, shape, dtype, path: str) -> None:
     except ConvscopeError as error:
         raise ConvscopeError(f"{path}: the layers read from the graph do not fit its input: {error}") from None
     prefixes = {id(layer): prefix for layer, prefix in _paths(model)}
-    taken = set()  # arrays already handed to a parameter: a second user gets its own copy
+    taken: Dict[int, list] = {}  # memory already handed to a parameter: a second user gets a copy
     for layer, arrays in weights:
         for local, value in arrays.items():
             value = np.asarray(value)
@@ -798,10 +794,21 @@ def _load_weights(model: Layer, weights, shape, dtype, path: str) -> None:
                 np.copyto(current, value, casting="unsafe")  # in place: layers may hold their buffers
                 continue
             value = np.ascontiguousarray(value, dtype=current.dtype)
-            if not value.flags.writeable or id(_root(value)) in taken:
+            if not value.flags.writeable or not _claim(value, taken):
                 value = value.copy()  # parameters are trained in place: one writable array each
-            taken.add(id(_root(value)))
+                _claim(value, taken)
             params[local].value = value
+
+
+def _claim(array: np.ndarray, taken: Dict[int, list]) -> bool:
+    """Record ``array``'s bytes as one parameter's; False when they overlap bytes already
+    recorded (the file's arrays are views of one buffer, so the owner alone does not tell)."""
+    start, end = np.lib.array_utils.byte_bounds(array)
+    ranges = taken.setdefault(id(_root(array)), [])
+    if any(start < e and s < end for s, e in ranges):
+        return False
+    ranges.append((start, end))
+    return True
 
 
 def _root(array: np.ndarray) -> np.ndarray:
