@@ -19,6 +19,7 @@ the fast path is an optimisation, never a second definition of what a valid file
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -41,14 +42,19 @@ class _NotPlain(Exception):
 
 def read_buffer(path: str, what: str, budget_name: str) -> np.ndarray:
     """The bytes of the regular file ``path`` as one writable ``uint8`` array, its size checked
-    against ``limits.<budget_name>`` before anything is allocated."""
+    against ``limits.<budget_name>`` before anything is allocated.
+
+    The memory is an anonymous mapping rather than ``np.empty``: NumPy asks the kernel for huge
+    pages on large arrays, and where transparent huge pages are defragmented on demand (the
+    common ``defrag=madvise``) the first write into a 500 MB array waited 0.4 to 1.7 s longer
+    than into plain pages, on a machine where reading the file takes 0.3 s."""
     from .. import limits
     from ..files import open_regular
 
     with open_regular(path, what) as handle:
         size = os.fstat(handle.fileno()).st_size
         limits.check(f"{path}: the {what}'s size", size, budget_name, "bytes")
-        buffer = np.empty(size, np.uint8)
+        buffer = np.frombuffer(mmap.mmap(-1, size), np.uint8) if size else np.empty(0, np.uint8)
         view, done = memoryview(buffer), 0
         while done < size:
             got = handle.readinto(view[done:])
