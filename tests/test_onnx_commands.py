@@ -177,3 +177,65 @@ def test_explorer_shows_the_files_weights(small):
         logits = module.float()(torch.from_numpy(explorer.x.astype(np.float32))).numpy()[0]
     unit = explorer.unit("fc", [int(logits.argmax())])
     assert unit["value"] == pytest.approx(float(logits.max()), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory):
+    """A digits model trained for 2 epochs with convscope (its preprocessing divides by 16)."""
+    from convscope.cli import main
+    folder = tmp_path_factory.mktemp("trained")
+    assert main(["train", "conv2d(4, 3, padding=1) -> relu -> flatten -> linear(10)", "--data", "digits",
+                 "--epochs", "2", "--out", os.fspath(folder / "run"), "--quiet"]) == 0
+    return os.fspath(folder / "run" / "model.npz"), folder
+
+
+def test_an_exported_checkpoint_evaluates_and_predicts_as_the_checkpoint(trained_checkpoint, capsys):
+    """The checkpoint is the oracle: the ONNX file it exports keeps its preprocessing (pixels /
+    16, which ONNX has no field for) and class names in the file's metadata, so evaluate gives
+    the same accuracy and loss, and predict the same probabilities. Without them the file's
+    inputs would be scaled to [0, 1] and the accuracy would fall to chance."""
+    from PIL import Image
+
+    from convscope.cli import main
+    checkpoint, folder = trained_checkpoint
+    onnx_path = os.fspath(folder / "net.onnx")
+    assert main(["export", checkpoint, "-o", onnx_path]) == 0
+    capsys.readouterr()
+    reports = []
+    for model in (checkpoint, onnx_path):
+        assert main(["evaluate", model, "--data", "digits", "--format", "json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    assert reports[0]["accuracy"] > 0.8
+    assert reports[1]["accuracy"] == reports[0]["accuracy"]
+    assert reports[1]["loss"] == pytest.approx(reports[0]["loss"], rel=1e-5)
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.uint8)).save(folder / "d.png")
+    predictions = []
+    for model in (checkpoint, onnx_path):
+        assert main(["predict", model, os.fspath(folder / "d.png"), "--format", "json"]) == 0
+        predictions.append(json.loads(capsys.readouterr().out)[0])
+    assert predictions[1]["label"] == predictions[0]["label"]
+    assert predictions[1]["probability"] == pytest.approx(predictions[0]["probability"], rel=1e-5)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{not json", "not valid JSON"),
+    ('{"class_names": [1, 2]}', "class_names must be strings"),
+    ('{"preprocessing": {"channels": 1, "size": [8, 8], "std": [0.0]}}', "preprocessing"),
+    ('{"code": "import os"}', "must be an object with preprocessing and class_names"),
+    ("[1]", "must be an object"),
+])
+def test_edited_convscope_metadata_is_one_line(trained_checkpoint, tmp_path, capsys, text, words):
+    onnx = pytest.importorskip("onnx")
+    from convscope.cli import main
+    checkpoint, folder = trained_checkpoint
+    onnx_path = os.fspath(folder / "net-meta.onnx")
+    assert main(["export", checkpoint, "-o", onnx_path, "--force"]) == 0
+    proto = onnx.load(onnx_path)
+    entry = next(e for e in proto.metadata_props if e.key == "convscope")
+    entry.value = text
+    edited = tmp_path / "edited.onnx"
+    edited.write_bytes(proto.SerializeToString())
+    capsys.readouterr()
+    assert main(["evaluate", os.fspath(edited), "--data", "digits"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and words in err, err

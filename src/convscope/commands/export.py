@@ -55,6 +55,17 @@ def _with_mark(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def onnx_metadata(checkpoint) -> dict:
+    """What evaluate/predict need beyond the weights, kept in the ONNX file's metadata under
+    "convscope" (JSON): the checkpoint's preprocessing (ONNX has no field for the image
+    normalisation a model was trained with) and class names."""
+    import json
+
+    keep = {key: getattr(checkpoint, key) for key in ("preprocessing", "class_names")
+            if getattr(checkpoint, key) is not None}
+    return {"convscope": json.dumps(keep, sort_keys=True)} if keep else {}
+
+
 def code_path_of(output: str) -> str:
     """The generated module's path beside a .pt output."""
     return os.path.splitext(output)[0] + ".py"
@@ -100,11 +111,12 @@ def run(args) -> int:
     require_output_path(output, "net", [args.checkpoint], args.force)
     if kind == "pt":
         require_output_path(code_path_of(output), "net", [args.checkpoint], args.force)
-    model = load_model_file(args.checkpoint).model
+    checkpoint = load_model_file(args.checkpoint)
+    model = checkpoint.model
     console = Console(highlight=False, soft_wrap=True, markup=False)  # file names are not markup
     if kind == "onnx":
         from ..interop import to_onnx
-        to_onnx(model, output)
+        to_onnx(model, output, onnx_metadata(checkpoint))
         console.print(f"wrote {output} (ONNX opset 17, input (N, {', '.join(map(str, model.input_shape))}))")
     else:
         code_path = export_pt(model, output, args.checkpoint)

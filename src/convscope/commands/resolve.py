@@ -242,6 +242,24 @@ def _from_onnx(path: str) -> Resolved:
     return Resolved(model, tuple(model.input_shape), "onnx", path)
 
 
+def _exported_description(model, path: str) -> dict:
+    """The preprocessing and class names ``convscope export`` kept in an ONNX file's metadata
+    (key "convscope"), checked as a checkpoint's are; {} for a file from elsewhere."""
+    from .. import limits
+    from ..train.checkpoint import check_description, parse_description
+
+    text = getattr(model, "import_metadata", {}).get("convscope")
+    if text is None:
+        return {}
+    limits.check(f"{path}: its convscope metadata", len(text), "MAX_SPEC_BYTES", "bytes")
+    kept = parse_description(text, path)
+    if not isinstance(kept, dict) or set(kept) - {"preprocessing", "class_names"}:
+        raise ConvscopeError(f"{path}: its convscope metadata must be an object with preprocessing and "
+                             "class_names; the file was edited by hand")
+    check_description({"spec": {}, **kept}, path)
+    return kept
+
+
 def load_model_file(path: str):
     """A :class:`~convscope.train.checkpoint.Checkpoint` for a command's CHECKPOINT argument:
     a ``.npz`` checkpoint, or an ``.onnx`` model (its weights; no class names or training
@@ -253,11 +271,12 @@ def load_model_file(path: str):
         from ..train import preprocessing
         found = _from_onnx(path)
         shape = found.input_shape
-        prep = None
-        if len(shape) == 3 and shape[0] in (1, 3):
+        kept = _exported_description(found.model, path)
+        prep = kept.get("preprocessing")
+        if prep is None and len(shape) == 3 and shape[0] in (1, 3):
             # images resized to the file's input and scaled to [0, 1], as torchvision's ToTensor
-            # does (a file does not record its normalisation)
+            # does (a file from elsewhere does not record its normalisation)
             prep = preprocessing.make(shape[0], shape[1:], value_range=(0.0, 255.0), invert=False)
         return Checkpoint(path=path, model=found.model, spec={}, input_shape=shape,
-                          preprocessing=prep, class_names=None)
+                          preprocessing=prep, class_names=kept.get("class_names"))
     return load_checkpoint(path)

@@ -41,11 +41,13 @@ def from_torch(module, input_shape):
     return convert(module, input_shape)
 
 
-def to_onnx(model, path):
+def to_onnx(model, path, metadata=None):
     """Write the built ``model`` to ``path`` as an ONNX model (opset 17, float32, dynamic
-    batch dimension), checked with ``onnx.checker``; returns the path."""
+    batch dimension), checked with ``onnx.checker``; returns the path. ``metadata``: a dict of
+    strings kept as the file's ``metadata_props`` (``convscope export`` keeps the checkpoint's
+    preprocessing and class names there, under the key "convscope")."""
     from .onnx_export import to_onnx as convert
-    return convert(model, path)
+    return convert(model, path, metadata)
 
 
 def from_onnx(path, input_shape=None):
@@ -54,6 +56,7 @@ def from_onnx(path, input_shape=None):
     ``input_shape`` (per-sample) is needed only when the graph's input has symbolic sizes
     beyond the batch. ``model.import_note`` is a line about batch norms the exporter folded
     into convolutions (None when none were), ``model.import_folded_params`` the parameters
-    the original module had beyond the file's."""
+    the original module had beyond the file's, ``model.import_metadata`` the file's
+    ``metadata_props`` as a dict of strings."""
     from .onnx_import import from_onnx as convert
     return convert(path, input_shape)

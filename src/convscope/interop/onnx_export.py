@@ -15,7 +15,7 @@ avgpool2d's ``divisor_override``, batch norm without running statistics, an even
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Mapping, Optional
 
 import numpy as np
 
@@ -86,8 +86,9 @@ def _emit(g: _Builder, layer: Layer, x: str, path: str) -> str:
     return outputs[0]
 
 
-def build_onnx_model(model: Layer):
-    """The checked ``onnx.ModelProto`` for a built convscope model."""
+def build_onnx_model(model: Layer, metadata: Optional[Mapping[str, str]] = None):
+    """The checked ``onnx.ModelProto`` for a built convscope model; ``metadata``: entries of
+    the model's ``metadata_props`` (ONNX's string key-value pairs)."""
     onnx = require("onnx", "to_onnx")
     check_built(model, "to_onnx")
     helper = onnx.helper
@@ -109,6 +110,9 @@ def build_onnx_model(model: Layer):
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="convscope",
                               producer_version=__version__, ir_version=IR_VERSION)
     proto.doc_string = "exported by convscope: " + _one_line(model)
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
     onnx.checker.check_model(proto)
     return proto
 
@@ -118,9 +122,9 @@ def _one_line(model: Layer) -> str:
     return json.dumps(model.spec(), separators=(",", ":"))
 
 
-def to_onnx(model: Layer, path) -> str:
+def to_onnx(model: Layer, path, metadata: Optional[Mapping[str, str]] = None) -> str:
     """See :func:`convscope.interop.to_onnx`."""
-    proto = build_onnx_model(model)
+    proto = build_onnx_model(model, metadata)
     onnx = require("onnx", "to_onnx")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))

@@ -760,6 +760,7 @@ def from_onnx(path, input_shape=None) -> Layer:
     #: read by ``convscope summary``: what the exporter changed about the parameters
     model.import_note = folding_note(proto)
     model.import_folded_params = accounted_params(proto)
+    model.import_metadata = {entry.key: entry.value for entry in proto.metadata_props}
     return model
 
 

@@ -142,16 +142,7 @@ def read_checkpoint(path) -> tuple:
     if META_KEY not in arrays:
         raise ConvscopeError(f"{path} is an .npz archive but not a convscope checkpoint (it has no "
                              f"{META_KEY!r} entry); save checkpoints with convscope train or save_checkpoint")
-    try:
-        meta = json.loads(str(arrays.pop(META_KEY)))
-    except (json.JSONDecodeError, TypeError) as error:
-        raise ConvscopeError(f"{path}: the checkpoint's description is not valid JSON ({error})") from None
-    except RecursionError:
-        from .. import limits
-        raise limits.too_deep(f"{path}: the checkpoint's description") from None
-    except ValueError:  # an integer beyond Python's 4,300-digit conversion limit
-        raise ConvscopeError(f"{path}: the checkpoint's description holds a number with thousands of digits; "
-                             "the file is damaged or was edited by hand") from None
+    meta = parse_description(str(arrays.pop(META_KEY)), path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ConvscopeError(f"{path} is not a convscope checkpoint (its description lacks "
                              f"format={FORMAT!r})")
@@ -168,6 +159,21 @@ def read_checkpoint(path) -> tuple:
             raise ConvscopeError(f"{path}: array {name!r} holds NaN or infinite values; the checkpoint is "
                                  "damaged (or was saved after training diverged)")
     return meta, arrays
+
+
+def parse_description(text: str, path: str):
+    """The JSON of a checkpoint's description (or of the same entries an exported ONNX file
+    keeps in its metadata), with one line for each way it can be broken."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ConvscopeError(f"{path}: the checkpoint's description is not valid JSON ({error})") from None
+    except RecursionError:
+        from .. import limits
+        raise limits.too_deep(f"{path}: the checkpoint's description") from None
+    except ValueError:  # an integer beyond Python's 4,300-digit conversion limit
+        raise ConvscopeError(f"{path}: the checkpoint's description holds a number with thousands of digits; "
+                             "the file is damaged or was edited by hand") from None
 
 
 #: Entries of the description and the JSON types they must have (None is allowed for all but spec).
