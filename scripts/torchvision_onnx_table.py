@@ -52,7 +52,7 @@ def verdict(r: dict) -> list:
         bad.append(f"error {r['error']:.1e}")
     if not r["top1"]:
         bad.append("top-1 differs")
-    if r["params_file"] + r["params_note"] != r["params_torch"]:
+    if not om.params_accounted(r):
         bad.append(f"params {r['params_file']:,} + note {r['params_note']:,} != torch {r['params_torch']:,}")
     if r["params_report"] != r["params_file"]:
         bad.append("analysis params differ from the model's")
@@ -147,7 +147,9 @@ otherwise (the opset column, where recorded, is read from the file).
 
 Columns: params as *file / torch / note* (the note is the number of parameters the summary's
 folding line accounts for: folded batch norms and the all-zero biases the dynamo exporter drops;
-a cell passes only when file + note = torch exactly); MACs of `cs.analyze` and the conv+linear
+a cell passes only when file + note = torch exactly, or, where the folded convolutions had biases
+of their own (VGG's `*_bn`; the file cannot record it, and the note gives both numbers), file +
+note + one bias per folded output channel = torch); MACs of `cs.analyze` and the conv+linear
 count from forward hooks on the torch module (fvcore's definition), which must be equal; the
 largest |ours − torch| relative to the largest |torch| logit (must be < 1e-4, float32); top-1
 equal; `from_onnx` time in seconds (a fresh process, the machine shared and the job at nice 19,

@@ -87,7 +87,7 @@ def export(module, x, path: str, exporter: str) -> str:
 def measure(module, x, path: str) -> dict:
     """Import ``path`` with from_onnx and compare with the torch module (the oracle), returning
     {model, seconds, error (max |ours − torch| / max |torch|), top1 (equal), params_file,
-    params_torch, params_note, macs, macs_hook, note}."""
+    params_torch, params_note, params_own_biases, macs, macs_hook, note}."""
     import time
 
     import torch
@@ -106,7 +106,15 @@ def measure(module, x, path: str) -> dict:
             "params_file": sum(p.value.size for p in model.parameters()),
             "params_torch": sum(p.numel() for p in module.parameters()),
             "params_note": model.import_folded_params, "params_report": report.total_params,
+            "params_own_biases": model.import_folded_own_biases,
             "macs": report.total_macs, "macs_hook": conv_linear_macs(module, x), "note": model.import_note}
+
+
+def params_accounted(r: dict) -> bool:
+    """The file's parameters plus those the folding note accounts for are torch's: exactly, or
+    with the folded convolutions' own biases (which the file cannot record) added."""
+    low = r["params_file"] + r["params_note"]
+    return r["params_torch"] in (low, low + r.get("params_own_biases", 0))
 
 
 def conv_linear_macs(module, x) -> int:

@@ -56,7 +56,8 @@ def from_onnx(path, input_shape=None):
     ``input_shape`` (per-sample) is needed only when the graph's input has symbolic sizes
     beyond the batch. ``model.import_note`` is a line about batch norms the exporter folded
     into convolutions (None when none were), ``model.import_folded_params`` the parameters
-    the original module had beyond the file's, ``model.import_metadata`` the file's
+    the original module had beyond the file's (``model.import_folded_own_biases`` more if the
+    folded convolutions had biases of their own), ``model.import_metadata`` the file's
     ``metadata_props`` as a dict of strings."""
     from .onnx_import import from_onnx as convert
     return convert(path, input_shape)

@@ -756,10 +756,11 @@ def from_onnx(path, input_shape=None) -> Layer:
             raise ConvscopeError(f"{path}: the graph read from the file is not valid: {error}") from None
         reader = graph_reader
     _load_weights(model, reader.weights, shape, dtype, path)
-    from .onnx_notes import accounted_params, folding_note
+    from .onnx_notes import accounted_params, folded_own_biases, folding_note
     #: read by ``convscope summary``: what the exporter changed about the parameters
     model.import_note = folding_note(proto)
     model.import_folded_params = accounted_params(proto)
+    model.import_folded_own_biases = folded_own_biases(proto)
     model.import_metadata = {entry.key: entry.value for entry in proto.metadata_props}
     return model
 

@@ -3,8 +3,10 @@
 torch's TorchScript exporter with constant folding merges each eval-mode batch norm into
 the convolution before it: the convolution's weight becomes w·γ/√(σ²+ε) and it gains a bias
 β − μ·γ/√(σ²+ε). The batch norm's 2·C parameters (γ, β) disappear and C biases appear, so
-the file holds C fewer parameters than the module per folded batch norm (when the
-convolution had no bias of its own, as before every batch norm in torchvision).
+the file holds C fewer parameters than the module per folded batch norm when the convolution
+had no bias of its own (as before almost every batch norm in torchvision), and 2·C fewer when
+it had one (VGG's ``*_bn`` models): its bias is folded in too. The file does not record which,
+so the note gives both numbers.
 
 A folded convolution is recognised by its bias's name: a module's own bias is named after its
 path (``features.0.bias``); a bias the exporter computed is not (the TorchScript exporter names
@@ -81,8 +83,15 @@ def dropped_zero_biases(proto) -> Tuple[int, int]:
 
 
 def accounted_params(proto) -> int:
-    """Parameters the original module had beyond the file's, by the two rules above."""
+    """Parameters the original module had beyond the file's, by the two rules above (folded
+    convolutions without biases of their own)."""
     return folded_batch_norms(proto)[1] + dropped_zero_biases(proto)[1]
+
+
+def folded_own_biases(proto) -> int:
+    """Parameters to add to :func:`accounted_params` when the folded convolutions had biases of
+    their own: one per output channel of each."""
+    return folded_batch_norms(proto)[1]
 
 
 def folding_note(proto) -> Optional[str]:
@@ -93,12 +102,13 @@ def folding_note(proto) -> Optional[str]:
     if count:
         parts.append(f"the exporter folded {count:,} batch norms into the convolutions before them (their "
                      f"{2 * extra:,} scale and shift parameters live in those weights and {extra:,} new biases: "
-                     f"{extra:,} parameters fewer)")
+                     f"{extra:,} parameters fewer, or {2 * extra:,} if those convolutions had biases of their own, "
+                     "which the file does not record)")
     if dropped:
         parts.append(f"the exporter left out the all-zero biases of {dropped:,} convolution/linear "
                      f"layer{'s' if dropped > 1 else ''} "
                      f"({zeros:,} parameters fewer)")
     if not parts:
         return None
-    return (f"note: {'; '.join(parts)}; the original module has {extra + zeros:,} more parameters than "
-            "this file")
+    more = f"{extra + zeros:,}" + (f" (or {2 * extra + zeros:,})" if count else "")
+    return f"note: {'; '.join(parts)}; the original module has {more} more parameters than this file"

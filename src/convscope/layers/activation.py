@@ -48,6 +48,9 @@ class _Elementwise(Layer):
         """The output alone, for a pass that keeps nothing for backward; default: the forward's."""
         return self._op_forward(x)[0]
 
+    def inference_step(self, x_shape):
+        return self._op_inference
+
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         if keeps_caches(train):
             y, self._cache = self._op_forward(x)
@@ -258,6 +261,9 @@ class Dropout(Layer):
         # One draw from the build rng seeds this layer's own stream: same build seed, same masks.
         self.rng = np.random.default_rng(int(rng.integers(0, 2 ** 63)))
         return output
+
+    def inference_step(self, x_shape):
+        return lambda x: x  # dropout_forward's identity at inference
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         y, mask = dropout_forward(x, self.p, self.rng, train)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-from typing import Any, ClassVar, ContextManager, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ClassVar, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -109,6 +109,11 @@ def without_initialisation() -> ContextManager[None]:
     (drawing 125 M uniform numbers costs more than reading a 500 MB file). Buffers and the
     seeds of random layers (dropout) are set as usual."""
     return _flag_set(_SKIP_INIT)
+
+
+def inside_inference() -> bool:
+    """Whether an inference pass of an outer layer is running (see Layer._forward_recording)."""
+    return _INSIDE_INFERENCE.get()
 
 
 def keeps_caches(train: bool) -> bool:
@@ -413,6 +418,15 @@ class Layer:
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         raise NotImplementedError
+
+    def inference_step(self, x_shape: Tuple[int, ...]) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+        """For a model's inference plan: a function ``x -> y`` computing exactly what
+        ``forward(x, train=False)`` computes, for batches of exactly ``x_shape`` (batch axis
+        included) already checked by the caller, with every check, shape and choice that
+        depends only on ``x_shape`` made once, here. It keeps nothing for backward and reads
+        the parameters when called (training between calls is seen). None (the default): the
+        layer has no plan step, and the plan calls ``forward``."""
+        return None
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import ConvscopeError, format_count, format_shape
 from ..shapes import prod
-from .base import Layer, Shape, _check_shape
+from .base import Layer, Shape, _check_shape, inside_inference, keeps_caches
+from .plan import chain_step, forget_plans, plan_for
 from .registry import register
 
 
@@ -122,10 +123,30 @@ class Sequential(Layer):
             except ConvscopeError as error:
                 raise _child_error(name, layer, error) from None
         self._cache = None
+        forget_plans(self)
         return shape
 
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        return self._forward_recording(self._check_input(x), train, self._run_children)
+        x = self._check_input(x)
+        # A plan for the built per-sample shape only: there every layer's own shape checks
+        # have passed at build time (another shape goes through the layers' checks).
+        if not keeps_caches(train) and not inside_inference() and x.shape[1:] == self.input_shape:
+            return self._forward_recording(x, train, self._run_planned)
+        return self._forward_recording(x, train, self._run_children)
+
+    def inference_step(self, x_shape):
+        return chain_step([layer for _, layer in self.children()], x_shape)
+
+    def _run_planned(self, x: np.ndarray, train: bool) -> np.ndarray:
+        """An outermost inference pass: the plan for x's shape (layers/plan.py). A plan that
+        fails is run again layer by layer, so the error names the layer as usual."""
+        plan = plan_for(self, x)
+        if plan is None:
+            return self._run_children(x, train)
+        try:
+            return plan(x)
+        except ConvscopeError:
+            return self._run_children(x, train)
 
     def _run_children(self, x: np.ndarray, train: bool) -> np.ndarray:
         for name, layer in self.children():

@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from ..errors import ConvscopeError, format_count, format_shape
-from ..ops.conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward
+from ..ops.conv import conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward, conv2d_inference_step
 from ..ops.local import locally_connected2d_backward, locally_connected2d_forward
 from ..shapes import as_tuple, conv_output_size, prod, resolve_padding
 from .base import Layer, Shape, keeps_caches
@@ -334,6 +334,13 @@ class Conv2d(_ConvNd):
                 (cls(4, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias=False), (2, 7, 6)),
                 (cls(2, 3, padding="same", dilation=2), (1, 6, 5)),
                 (cls(1, 3, padding=(1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
+
+    def inference_step(self, x_shape):
+        run = conv2d_inference_step(x_shape, self._params["weight"].value.shape, self.stride, self._pads(),
+                                    self.dilation, self.groups, self.workspace)
+        if run is None:
+            return None
+        return lambda x: run(x, *self._weights())
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         _check_channels(self, x)

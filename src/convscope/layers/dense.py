@@ -194,6 +194,10 @@ class Linear(Layer):
                 f"{format_count(x.shape[-1])}; build the model again for the new input shape")
         return x
 
+    def inference_step(self, x_shape):
+        weight, bias = self._params["weight"], self._params["bias"] if self.bias else None
+        return lambda x: linear_forward(x, weight.value, bias.value if bias is not None else None)[0]
+
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         bias = self._params["bias"].value if self.bias else None
         y, self._cache = linear_forward(x, self._params["weight"].value, bias)

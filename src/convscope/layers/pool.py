@@ -205,6 +205,10 @@ class MaxPool2d(_MaxPool, _SlidingPool):
         super().__init__()
         self._init_window(kernel_size, stride, padding, dilation, ceil_mode)
 
+    def inference_step(self, x_shape):
+        return ops.max_pool2d_inference_step(x_shape, self.kernel_size, self.strides, self.padding,
+                                             self.dilation, self.ceil_mode, workspace=self.workspace)
+
     def _forward(self, x, train):
         # Inference skips recording the argmax; a backward after it recomputes the index.
         y, self._cache = ops.max_pool2d_forward(x, self.kernel_size, self.strides, self.padding,

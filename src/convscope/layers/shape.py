@@ -104,6 +104,10 @@ class Flatten(Layer):
         shape = tuple(input_shape)
         return Counts(shape[:start - 1] + (sympy().Mul(*shape[start - 1:end]),) + shape[end:])
 
+    def inference_step(self, x_shape):
+        shape = (x_shape[0],) + self.output_shape(tuple(x_shape[1:]))
+        return lambda x: x.reshape(shape)
+
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         out = self.output_shape(x.shape[1:])
         self._cache = x.shape

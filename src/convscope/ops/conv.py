@@ -357,6 +357,29 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                      workspace)
 
 
+def conv2d_inference_step(x_shape, w_shape, stride, padding, dilation, groups: int,
+                          workspace: Optional[Workspace] = None):
+    """A function ``run(x, w, b) -> y`` doing exactly what ``conv2d_forward(x, w, b, ...,
+    keep_for_backward=False)`` does for inputs of shape ``x_shape`` (N, C_in, H, W), with the
+    argument checks, output size and path choice done once, here: for a model's inference plan
+    (:meth:`convscope.layers.base.Layer.inference_step`). None when the path is not im2col (the
+    others keep their own per-call work; the plan then calls the layer's forward)."""
+    stride, dilation, pads = _pair(stride, "stride"), _pair(dilation, "dilation"), _pads2d(padding)
+    kernel = tuple(w_shape[2:])
+    out = _output_size("conv2d", x_shape, kernel, stride, pads, dilation)
+    path = choose_path(None, kernel, stride, dilation, groups, pads, x_shape[1], w_shape[0], x_shape[3],
+                       inference=True, out_size=out)
+    if path != "im2col":
+        return None
+
+    def run(x, w, b):
+        y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+    return run
+
+
 def _cache(keep: bool, *fields) -> Optional[ConvCache]:
     """The ConvCache backward needs, or None for an inference pass (nothing kept alive)."""
     return ConvCache(*fields) if keep else None

@@ -320,6 +320,15 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
     return y, _PoolCache(g, x.shape[:2], argmax, False, None if record_argmax else x, workspace)
 
 
+def max_pool2d_inference_step(x_shape, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
+                              dilation: Pair = (1, 1), ceil_mode: bool = False,
+                              workspace: Optional[Workspace] = None):
+    """``run(x) -> y``: ``max_pool2d_forward(x, ..., record_argmax=False)[0]`` for inputs of
+    shape ``x_shape``, the window geometry worked out once (a model's inference plan)."""
+    g = pool_geometry("max_pool2d", tuple(x_shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
+    return lambda x: _max_pool(x, g, False, workspace)[0]
+
+
 def max_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
     """dL/dx of :func:`max_pool2d_forward` (also of :func:`max_pool1d_forward`)."""
     g = cache.geometry
