@@ -423,9 +423,10 @@ class Layer:
         """For a model's inference plan: a function ``x -> y`` computing exactly what
         ``forward(x, train=False)`` computes, for batches of exactly ``x_shape`` (batch axis
         included) already checked by the caller, with every check, shape and choice that
-        depends only on ``x_shape`` made once, here. It keeps nothing for backward and reads
-        the parameters when called (training between calls is seen). None (the default): the
-        layer has no plan step, and the plan calls ``forward``."""
+        depends only on ``x_shape`` made once, here. It keeps nothing for backward, reads the
+        parameters when called (training between calls is seen), never writes into x, and may
+        return a buffer of its own that the next call rewrites. None (the default): the layer
+        has no plan step, and the plan calls ``forward``."""
         return None
 
     def _backward(self, dy: np.ndarray) -> np.ndarray:

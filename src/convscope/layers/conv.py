@@ -336,8 +336,8 @@ class Conv2d(_ConvNd):
                 (cls(1, 3, padding=(1, 0)), (1, 6, 6))]  # issue 11's batch-1 aliasing case
 
     def inference_step(self, x_shape):
-        run = conv2d_inference_step(x_shape, self._params["weight"].value.shape, self.stride, self._pads(),
-                                    self.dilation, self.groups, self.workspace)
+        run = conv2d_inference_step(x_shape, self._params["weight"].value.shape, self.dtype, self.stride,
+                                    self._pads(), self.dilation, self.groups, self.workspace)
         if run is None:
             return None
         return lambda x: run(x, *self._weights())

@@ -196,7 +196,8 @@ class Linear(Layer):
 
     def inference_step(self, x_shape):
         weight, bias = self._params["weight"], self._params["bias"] if self.bias else None
-        return lambda x: linear_forward(x, weight.value, bias.value if bias is not None else None)[0]
+        y = np.empty((int(np.prod(x_shape[:-1])), weight.value.shape[0]), self.dtype)  # rewritten by every call
+        return lambda x: linear_forward(x, weight.value, bias.value if bias is not None else None, y)[0]
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         bias = self._params["bias"].value if self.bias else None

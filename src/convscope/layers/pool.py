@@ -206,7 +206,7 @@ class MaxPool2d(_MaxPool, _SlidingPool):
         self._init_window(kernel_size, stride, padding, dilation, ceil_mode)
 
     def inference_step(self, x_shape):
-        return ops.max_pool2d_inference_step(x_shape, self.kernel_size, self.strides, self.padding,
+        return ops.max_pool2d_inference_step(x_shape, self.dtype, self.kernel_size, self.strides, self.padding,
                                              self.dilation, self.ceil_mode, workspace=self.workspace)
 
     def _forward(self, x, train):

@@ -56,9 +56,10 @@ def _zeros(dtype: np.dtype) -> np.ndarray:
     return zeros
 
 
-def _max_with_zero(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` (NaN stays NaN) for a C-contiguous float array, into a fresh array."""
-    y = np.empty(x.shape, x.dtype)
+def _max_with_zero(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``max(x, 0)`` (NaN stays NaN) for a C-contiguous float array, into a fresh array (or
+    into ``out``, C-contiguous, of x's shape and dtype)."""
+    y = np.empty(x.shape, x.dtype) if out is None else out
     flat_x, flat_y, zeros = x.reshape(-1), y.reshape(-1), _zeros(x.dtype)
     n = flat_x.size
     whole = n - n % _CHUNK
@@ -107,10 +108,11 @@ def relu_forward(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return _max_with_zero(x), _not(np.less_equal(x, 0))
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` alone (inference: no mask for backward)."""
+def relu(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``max(x, 0)`` alone (inference: no mask for backward); ``out``: where to write it (a
+    float x's shape and dtype, C-contiguous), else a fresh array."""
     x = np.ascontiguousarray(x)
-    return _max_with_zero(x) if x.dtype.kind == "f" else np.maximum(x, 0)
+    return _max_with_zero(x, out) if x.dtype.kind == "f" else np.maximum(x, 0)
 
 
 def relu_backward(dy: np.ndarray, active: np.ndarray, workspace: Optional[Workspace] = None) -> np.ndarray:

@@ -357,11 +357,12 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                      workspace)
 
 
-def conv2d_inference_step(x_shape, w_shape, stride, padding, dilation, groups: int,
+def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, groups: int,
                           workspace: Optional[Workspace] = None):
     """A function ``run(x, w, b) -> y`` doing exactly what ``conv2d_forward(x, w, b, ...,
     keep_for_backward=False)`` does for inputs of shape ``x_shape`` (N, C_in, H, W), with the
-    argument checks, output size and path choice done once, here: for a model's inference plan
+    argument checks, output size and path choice done once, here, and y written into one buffer
+    that every call rewrites: for a model's inference plan
     (:meth:`convscope.layers.base.Layer.inference_step`). None when the path is not im2col (the
     others keep their own per-call work; the plan then calls the layer's forward)."""
     stride, dilation, pads = _pair(stride, "stride"), _pair(dilation, "dilation"), _pads2d(padding)
@@ -372,8 +373,11 @@ def conv2d_inference_step(x_shape, w_shape, stride, padding, dilation, groups: i
     if path != "im2col":
         return None
 
+    n, c_out = x_shape[0], w_shape[0]
+    buffer = np.empty((n, groups, c_out // groups, out[0] * out[1]), dtype)
+
     def run(x, w, b):
-        y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
+        y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace, buffer)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         return y
@@ -447,7 +451,7 @@ def _backward_reference(dy, cache: ConvCache):
     return fresh_copy(unpad2d(dxpad, cache.pads)), dw
 
 
-def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None):
+def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None, y=None):
     n_batch, c_in = xpad.shape[:2]
     c_out = w.shape[0]
     k = w.shape[1] * kernel[0] * kernel[1]
@@ -458,7 +462,7 @@ def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None):
     cols = scratch(ws, "conv.cols", shape, xpad.dtype)
     np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
     cols = cols.reshape(n_batch, groups, k, positions)
-    y = np.matmul(w.reshape(groups, c_out // groups, k), cols)  # (N, G, C_out/G, P)
+    y = np.matmul(w.reshape(groups, c_out // groups, k), cols, out=y)  # (N, G, C_out/G, P)
     return y.reshape(n_batch, c_out, *out), cols
 
 

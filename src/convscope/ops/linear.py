@@ -25,14 +25,15 @@ from typing import Optional, Tuple
 import numpy as np
 
 
-def linear_forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None
-                   ) -> Tuple[np.ndarray, tuple]:
+def linear_forward(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
+                   out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, tuple]:
     """``y = x·Wᵀ + b`` over the last axis. Returns ``(y, cache)`` for :func:`linear_backward`.
 
     Every leading position is a row of one GEMM ``(rows, I)·(I, O)``: Wᵀ is a transposed view
-    (BLAS reads it as is) and the bias is added in place, so nothing else is copied."""
+    (BLAS reads it as is) and the bias is added in place, so nothing else is copied. ``out``:
+    a C-contiguous (rows, O) array to write y into, else y is fresh."""
     rows = x.reshape(-1, x.shape[-1])
-    y = np.matmul(rows, weight.T)
+    y = np.matmul(rows, weight.T, out=out)
     if bias is not None:
         np.add(y, bias, out=y)
     return y.reshape(x.shape[:-1] + (weight.shape[0],)), (x, weight, bias is not None)

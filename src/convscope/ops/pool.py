@@ -204,8 +204,8 @@ class _PoolCache(NamedTuple):
 _BITS = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
-def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool,
-              ws: Optional[Workspace]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool, ws: Optional[Workspace],
+              out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Running maximum over the k_h·k_w strided views of the (padded) input.
 
     With ``record``, also the window index t of the maximum: at step t, ``better = v_t > y``
@@ -216,7 +216,7 @@ def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool,
     plan = _plan(g)
     xp = _pad(x, g, -np.inf, "max_pool.input", ws) if plan.padded else x
     views = [xp[s] for s in plan.slices]
-    y = np.empty(x.shape[:2] + g.out_size, x.dtype)
+    y = np.empty(x.shape[:2] + g.out_size, x.dtype) if out is None else out
     np.copyto(y, views[0])
     if not record:
         for v in views[1:]:
@@ -320,13 +320,15 @@ def max_pool2d_forward(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: 
     return y, _PoolCache(g, x.shape[:2], argmax, False, None if record_argmax else x, workspace)
 
 
-def max_pool2d_inference_step(x_shape, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
+def max_pool2d_inference_step(x_shape, dtype, kernel_size: Pair, stride: Pair, padding: Pair = (0, 0),
                               dilation: Pair = (1, 1), ceil_mode: bool = False,
                               workspace: Optional[Workspace] = None):
     """``run(x) -> y``: ``max_pool2d_forward(x, ..., record_argmax=False)[0]`` for inputs of
-    shape ``x_shape``, the window geometry worked out once (a model's inference plan)."""
+    shape ``x_shape``, the window geometry worked out once; y is one buffer, rewritten by
+    every call (a model's inference plan)."""
     g = pool_geometry("max_pool2d", tuple(x_shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
-    return lambda x: _max_pool(x, g, False, workspace)[0]
+    y = np.empty(tuple(x_shape[:2]) + g.out_size, dtype)
+    return lambda x: _max_pool(x, g, False, workspace, y)[0]
 
 
 def max_pool2d_backward(dy: np.ndarray, cache) -> np.ndarray:
