@@ -124,3 +124,20 @@ def test_a_layer_whose_forward_is_wrapped_is_called(monkeypatch):
                         raising=False)
     np.testing.assert_array_equal(model.forward(x), expected)
     assert seen == [(2, 3, 4, 4)]
+
+
+@pytest.mark.parametrize("name, shape", [("resnet18", (3, 32, 32)), ("googlenet", (3, 64, 64))])
+def test_zoo_models_with_residual_and_concat_blocks(name, shape):
+    """Residual (resnet18) and Concat (googlenet's inception blocks) have plan steps too: the
+    pass equals the model's layers run one by one through forward."""
+    model = cs.zoo.load(name)
+    model.build(shape, seed=0)
+    for layer in plan.descendants(model):  # batch norms with statistics that are not the identity
+        if isinstance(layer, L.BatchNorm2d):
+            rng = np.random.default_rng(len(layer._buffers["running_mean"]))
+            layer._buffers["running_mean"][...] = rng.uniform(-0.5, 0.5, layer._buffers["running_mean"].shape)
+            layer._buffers["running_var"][...] = rng.uniform(0.5, 2, layer._buffers["running_var"].shape)
+    x = np.random.default_rng(4).standard_normal((2,) + shape).astype(np.float32)
+    got = model.forward(x)
+    np.testing.assert_array_equal(got, layer_by_layer(model, x))
+    np.testing.assert_array_equal(model.forward(x), got)

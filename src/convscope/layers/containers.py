@@ -305,6 +305,11 @@ class Concat(Layer):
             branch._build(input_shape, rng, dtype)
         return output
 
+    def inference_step(self, x_shape):
+        steps = [branch.inference_step(x_shape) for branch in self.branches]
+        y = np.empty((x_shape[0],) + self.output_shape(tuple(x_shape[1:])), self.dtype)
+        return lambda x: np.concatenate([step(x) for step in steps], axis=1, out=y)
+
     def _forward(self, x, train):
         outputs = [branch.forward(x, train) for branch in self.branches]
         self._cache = [o.shape[1] for o in outputs]
@@ -433,6 +438,13 @@ class Residual(Layer):
         for _, child in self.children():
             child._build(input_shape, rng, dtype)
         return output
+
+    def inference_step(self, x_shape):
+        body = self.body.inference_step(x_shape)
+        shortcut = self.shortcut.inference_step(x_shape) if self.shortcut is not None else (lambda x: x)
+        y = np.empty((x_shape[0],) + self.output_shape(tuple(x_shape[1:])), self.dtype)
+        # body's result lives in a buffer of its own steps, which the shortcut's never touch
+        return lambda x: np.add(body(x), shortcut(x), out=y)
 
     def _forward(self, x, train):
         y = self.body.forward(x, train)
