@@ -159,6 +159,16 @@ class _BatchNorm(Layer):
                 "num_batches_tracked": np.zeros((), dtype=np.int64)}
 
     # ----- running --------------------------------------------------------------------------
+    def inference_step(self, x_shape):
+        if not self.track_running_stats:
+            return None  # batch statistics even at inference: forward's path
+        params, buffers, eps = self._params, self._buffers, self.eps
+
+        def run(x):
+            weight, bias = (params["weight"].value, params["bias"].value) if self.affine else (None, None)
+            return ops.batch_norm_inference(x, weight, bias, buffers["running_mean"], buffers["running_var"], eps)
+        return run
+
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:
         channels = self.input_shape[0]
         if x.shape[1] != channels:
