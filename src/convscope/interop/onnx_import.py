@@ -110,13 +110,15 @@ def _load(path: str, onnx):
         raise ConvscopeError(f"{path} is not an ONNX model: it has no graph or opset; give a .onnx file "
                              "such as to_onnx writes")
     check_model(onnx, proto, path)  # declared sizes, before decoding any tensor
-    _load_external(proto, path, onnx)
+    _load_external(proto, path, onnx, decoded)
     return proto, initializer_values(onnx, proto, path, decoded)
 
 
-def _load_external(proto, path: str, onnx) -> None:
+def _load_external(proto, path: str, onnx, decoded) -> None:
     """Tensors stored beside the model (``data_location = EXTERNAL``): only files inside the
-    model's own folder are read, so a file cannot make convscope read /etc/passwd."""
+    model's own folder are read, so a file cannot make convscope read /etc/passwd. Their
+    values go into ``decoded`` ({initializer index: array}) or, for packed element types,
+    into the proto (:func:`.onnx_weights.read_external`)."""
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     for tensor in external:
@@ -132,10 +134,8 @@ def _load_external(proto, path: str, onnx) -> None:
         if int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0) > os.path.getsize(target):
             raise ConvscopeError(f"{path}: tensor {tensor.name!r} reads past the end of {location!r}")
     if external:
-        try:
-            onnx.external_data_helper.load_external_data_for_model(proto, folder)
-        except Exception as error:
-            raise ConvscopeError(f"{path}: its external data cannot be read ({type(error).__name__})") from None
+        from .onnx_weights import read_external
+        read_external(onnx, proto, folder, path, decoded)
 
 
 class _Reader:
