@@ -23,6 +23,29 @@ def _torch_depthwise(x, w, b, stride, dilation, pads):
                                       groups=x.shape[1]).numpy()
 
 
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed (the test extra installs it)")
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 4), h=st.integers(1, 12), w=st.integers(1, 20),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), pads=st.tuples(*(st.integers(0, 3) for _ in range(4))),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 10_000))
+def test_the_3x3_loop_gives_the_general_loops_bits(n, c, h, w, stride, pads, dtype, seed):
+    """The 3×3 kernel (one expression per interior output) adds the same terms in the same
+    order as the general loop (one pass per tap), so their outputs are equal bit for bit, at
+    the borders and inside, in float32 as in float64."""
+    pt, pb, pl, pr = pads
+    if h + pt + pb < 3 or w + pl + pr < 3:
+        return
+    from convscope.ops import _numba_kernels as nk
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight, b = rng.standard_normal((c, 3, 3)).astype(dtype), rng.standard_normal(c).astype(dtype)
+    out = ((h + pt + pb - 3) // stride[0] + 1, (w + pl + pr - 3) // stride[1] + 1)
+    general, special = (np.full((n, c) + out, np.nan, dtype) for _ in range(2))
+    nk.depthwise(x, weight, b, stride[0], stride[1], 1, 1, pt, pl, general, 0, n * c)
+    nk.depthwise3x3(x, weight, b, stride[0], stride[1], pt, pl, special, 0, n * c)
+    assert general.tobytes() == special.tobytes()
+
+
 @pytest.mark.parametrize("numba_on", [True, False] if kernels.AVAILABLE else [False])
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(2, 5), h=st.integers(1, 11), w=st.integers(1, 11),

@@ -44,6 +44,72 @@ def depthwise(x, w, b, s_h, s_w, d_h, d_w, top, left, y, start, stop):
 
 
 @numba.njit(cache=True, nogil=True)
+def depthwise3x3(x, w, b, s_h, s_w, top, left, y, start, stop):
+    """:func:`depthwise` for 3×3 kernels without dilation, the same sums in the same order.
+
+    Where all nine taps fall inside the input, each output is one expression, bias first, then
+    the taps in the order a = 0..2, e = 0..2, so the loop over a row's columns vectorises (nine
+    loads, multiplies and adds per output and one store, where the general loop reads and
+    writes the output row once per tap); the border rows and columns take the general loop."""
+    n, ch, h, wd = x.shape
+    h_out, w_out = y.shape[2], y.shape[3]
+    # columns j whose taps j·s_w − left + e (e = 0, 1, 2) all lie in [0, wd)
+    j_lo = min(w_out, max(0, (left + s_w - 1) // s_w))
+    j_hi = max(j_lo, min(w_out, (wd - 3 + left) // s_w + 1)) if wd - 3 + left >= 0 else j_lo
+    for plane in range(start, stop):
+        i_n = plane // ch
+        c = plane % ch
+        w00, w01, w02 = w[c, 0, 0], w[c, 0, 1], w[c, 0, 2]
+        w10, w11, w12 = w[c, 1, 0], w[c, 1, 1], w[c, 1, 2]
+        w20, w21, w22 = w[c, 2, 0], w[c, 2, 1], w[c, 2, 2]
+        bias = b[c]
+        for i in range(h_out):
+            r = i * s_h - top
+            row = y[i_n, c, i]
+            if r < 0 or r + 2 >= h:
+                _depthwise_row(x, w, bias, i_n, c, r, s_w, left, row, 0, w_out)
+                continue
+            x0, x1, x2 = x[i_n, c, r], x[i_n, c, r + 1], x[i_n, c, r + 2]
+            _depthwise_row(x, w, bias, i_n, c, r, s_w, left, row, 0, j_lo)
+            if s_w == 1:  # unit-stride slices: the loop below vectorises
+                m = j_hi - j_lo
+                a0, a1, a2 = x0[j_lo - left:], x0[j_lo - left + 1:], x0[j_lo - left + 2:]
+                b0, b1, b2 = x1[j_lo - left:], x1[j_lo - left + 1:], x1[j_lo - left + 2:]
+                c0, c1, c2 = x2[j_lo - left:], x2[j_lo - left + 1:], x2[j_lo - left + 2:]
+                dst = row[j_lo:j_hi]
+                for j in range(m):
+                    dst[j] = (bias + w00 * a0[j] + w01 * a1[j] + w02 * a2[j]
+                              + w10 * b0[j] + w11 * b1[j] + w12 * b2[j]
+                              + w20 * c0[j] + w21 * c1[j] + w22 * c2[j])
+            else:
+                for j in range(j_lo, j_hi):
+                    q = j * s_w - left
+                    dst_value = (bias + w00 * x0[q] + w01 * x0[q + 1] + w02 * x0[q + 2]
+                                 + w10 * x1[q] + w11 * x1[q + 1] + w12 * x1[q + 2]
+                                 + w20 * x2[q] + w21 * x2[q + 1] + w22 * x2[q + 2])
+                    row[j] = dst_value
+            _depthwise_row(x, w, bias, i_n, c, r, s_w, left, row, j_hi, w_out)
+    return y
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _depthwise_row(x, w, bias, i_n, c, r, s_w, left, row, j_start, j_stop):
+    """Outputs j_start..j_stop-1 of one 3×3 row, skipping the taps outside the input."""
+    h, wd = x.shape[2], x.shape[3]
+    for j in range(j_start, j_stop):
+        total = bias
+        for a in range(3):
+            rr = r + a
+            if rr < 0 or rr >= h:
+                continue
+            for e in range(3):
+                q = j * s_w - left + e
+                if 0 <= q < wd:
+                    total += w[c, a, e] * x[i_n, c, rr, q]
+        row[j] = total
+
+
+@numba.njit(cache=True, nogil=True)
 def channel_affine(x, scale, shift, y):
     """y[n, c, ...] = x[n, c, ...]·scale[c] + shift[c] on the (N·C, plane) views x and y:
     one read and one write per value."""

@@ -37,6 +37,7 @@ def _numba():
     if not _compiled:
         from . import _numba_kernels
         _compiled["depthwise"] = _numba_kernels.depthwise
+        _compiled["depthwise3x3"] = _numba_kernels.depthwise3x3
         _compiled["channel_affine"] = _numba_kernels.channel_affine
     return _compiled
 
@@ -54,8 +55,13 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], str
     bias = np.ascontiguousarray(b, dtype=dtype) if b is not None else np.zeros(x.shape[1], dtype)
     y = np.empty((x.shape[0], x.shape[1]) + tuple(out), dtype=dtype)
     (top, _), (left, _) = pads
-    kernel = _numba()["depthwise"]
-    args = (x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top), int(left), y)
+    if w3.shape[1:] == (3, 3) and tuple(dilation) == (1, 1):
+        kernel = _numba()["depthwise3x3"]
+        args = (x, w3, bias, int(stride[0]), int(stride[1]), int(top), int(left), y)
+    else:
+        kernel = _numba()["depthwise"]
+        args = (x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top),
+                int(left), y)
     plane_work = int(np.prod(out)) * w3.shape[1] * w3.shape[2]
     # The planes split over convscope's threads (parts of at least ~64k multiply-adds).
     run_split(lambda start, stop: kernel(*args, start, stop), x.shape[0] * x.shape[1],
