@@ -240,7 +240,8 @@ def _array_bytes(value, skip: set, seen: set, depth: int = 0) -> int:
 def cache_check(threads: int) -> dict:
     """Build each CACHE_CASES model, run forward(train=False) once and list the layers that still
     hold a backward cache (``_cache`` not None) with the array bytes it keeps alive; also the
-    bytes of reusable work buffers the model keeps (not caches: scratch reused across calls)."""
+    bytes of reusable work buffers the model keeps (not caches: scratch reused across calls,
+    the inference plan's step buffers included)."""
     from . import nets
     from .cases import parse_key
 
@@ -259,6 +260,8 @@ def cache_check(threads: int) -> dict:
                 buffers = getattr(ws, "_buffers", {})
                 skip.update(id(b) for b in buffers.values())
                 workspace_bytes += sum(int(b.nbytes) for b in buffers.values())
+        from convscope.layers.plan import plan_bytes
+        workspace_bytes += plan_bytes(model)  # the inference plan's step buffers, kept between calls
         held, seen = [], set()
         for path, layer in _walk(model):
             cache = getattr(layer, "_cache", None)

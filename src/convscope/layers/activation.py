@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 
 from ..errors import ConvscopeError, format_shape
+from ..ops.workspace import step_buffer
 from ..ops import activations as act
 from ..ops.dropout import dropout_backward, dropout_forward
 from ..shapes import prod
@@ -78,7 +79,7 @@ class ReLU(_Elementwise):
         return act.relu(x)
 
     def inference_step(self, x_shape):
-        y = np.empty(x_shape, self.dtype)  # rewritten by every call of the plan
+        y = step_buffer(x_shape, self.dtype)  # rewritten by every call of the plan
         return lambda x: act.relu(x, y)
 
     def _op_backward(self, dy, cache):

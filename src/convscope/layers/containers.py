@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ConvscopeError, format_count, format_shape
+from ..ops.workspace import step_buffer
 from ..shapes import prod
 from .base import Layer, Shape, _check_shape, inside_inference, keeps_caches
 from .plan import chain_step, forget_plans, plan_for
@@ -307,7 +308,7 @@ class Concat(Layer):
 
     def inference_step(self, x_shape):
         steps = [branch.inference_step(x_shape) for branch in self.branches]
-        y = np.empty((x_shape[0],) + self.output_shape(tuple(x_shape[1:])), self.dtype)
+        y = step_buffer((x_shape[0],) + self.output_shape(tuple(x_shape[1:])), self.dtype)
         return lambda x: np.concatenate([step(x) for step in steps], axis=1, out=y)
 
     def _forward(self, x, train):
@@ -442,7 +443,7 @@ class Residual(Layer):
     def inference_step(self, x_shape):
         body = self.body.inference_step(x_shape)
         shortcut = self.shortcut.inference_step(x_shape) if self.shortcut is not None else (lambda x: x)
-        y = np.empty((x_shape[0],) + self.output_shape(tuple(x_shape[1:])), self.dtype)
+        y = step_buffer((x_shape[0],) + self.output_shape(tuple(x_shape[1:])), self.dtype)
         # body's result lives in a buffer of its own steps, which the shortcut's never touch
         return lambda x: np.add(body(x), shortcut(x), out=y)
 

@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from ..errors import ConvscopeError, format_count, format_shape
+from ..ops.workspace import step_buffer
 from ..ops.linear import linear_backward_into, linear_forward
 from ..shapes import prod
 from .base import Layer, Shape
@@ -196,7 +197,7 @@ class Linear(Layer):
 
     def inference_step(self, x_shape):
         weight, bias = self._params["weight"], self._params["bias"] if self.bias else None
-        y = np.empty((int(np.prod(x_shape[:-1])), weight.value.shape[0]), self.dtype)  # rewritten by every call
+        y = step_buffer((int(np.prod(x_shape[:-1])), weight.value.shape[0]), self.dtype)  # rewritten by every call
         return lambda x: linear_forward(x, weight.value, bias.value if bias is not None else None, y)[0]
 
     def _forward(self, x: np.ndarray, train: bool) -> np.ndarray:

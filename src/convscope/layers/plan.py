@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..ops.workspace import PLAN_BUFFERS
+
 #: Input shapes (with dtype and convolution path) whose plans a model keeps.
 MAX_PLANS = 4
 
@@ -69,23 +71,34 @@ def plan_for(model, x: np.ndarray) -> Optional[Step]:
     if plan is None:
         if len(plans) >= MAX_PLANS:
             plans.clear()
-        plan = plans[key] = _Plan(model.inference_step(x.shape), descendants(model))
+        buffers: List[np.ndarray] = []
+        token = PLAN_BUFFERS.set(buffers)
+        try:
+            step = model.inference_step(x.shape)
+        finally:
+            PLAN_BUFFERS.reset(token)
+        plan = plans[key] = _Plan(step, descendants(model), buffers)
     if any("forward" in vars(layer) for layer in plan.layers):
         return None
     return plan.run
 
 
 class _Plan:
-    __slots__ = ("step", "layers")
+    __slots__ = ("step", "layers", "buffers")
 
-    def __init__(self, step: Step, layers: List):
-        self.step, self.layers = step, layers
+    def __init__(self, step: Step, layers: List, buffers: List[np.ndarray]):
+        self.step, self.layers, self.buffers = step, layers, buffers
 
     def run(self, x: np.ndarray) -> np.ndarray:
         y = self.step(x).copy()  # the steps' buffers are rewritten by the next call
         for layer in self.layers:
             layer._cache = None
         return y
+
+
+def plan_bytes(model) -> int:
+    """Bytes of the buffers the model's plans keep between calls."""
+    return sum(b.nbytes for plan in model.__dict__.get("_plans", {}).values() for b in plan.buffers)
 
 
 def forget_plans(model) -> None:

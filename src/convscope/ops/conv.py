@@ -68,7 +68,7 @@ from ..shapes import conv_output_size
 from . import kernels, winograd
 from .conv_backward import shifted_input_grad, weight_grad
 from .im2col import col2im_add, pad2d, unpad2d, window_view
-from .workspace import Workspace, fresh_copy, scratch, transient
+from .workspace import Workspace, fresh_copy, scratch, step_buffer, transient
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "using_path", "set_default_path", "get_default_path", "PATHS"]
@@ -374,8 +374,8 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
         return None
 
     n, c_out = x_shape[0], w_shape[0]
-    buffer = np.empty((n, groups, c_out // groups, out[0] * out[1]), dtype)
-    cols = np.empty((n, x_shape[1]) + kernel + tuple(out), dtype)  # the windows, rewritten by every call
+    buffer = step_buffer((n, groups, c_out // groups, out[0] * out[1]), dtype)
+    cols = step_buffer((n, x_shape[1]) + kernel + tuple(out), dtype)  # the windows, rewritten by every call
 
     def run(x, w, b):
         y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace, buffer, cols)

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import ConvscopeError
 from ..shapes import adaptive_window, conv_output_size
 from .parallel import over_batch
-from .workspace import Workspace, fresh_copy, scratch
+from .workspace import Workspace, fresh_copy, scratch, step_buffer
 
 Pair = Tuple[int, int]
 AXES_2D = ("height", "width")
@@ -327,7 +327,7 @@ def max_pool2d_inference_step(x_shape, dtype, kernel_size: Pair, stride: Pair, p
     shape ``x_shape``, the window geometry worked out once; y is one buffer, rewritten by
     every call (a model's inference plan)."""
     g = pool_geometry("max_pool2d", tuple(x_shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
-    y = np.empty(tuple(x_shape[:2]) + g.out_size, dtype)
+    y = step_buffer(tuple(x_shape[:2]) + g.out_size, dtype)
     return lambda x: _max_pool(x, g, False, workspace, y)[0]
 
 

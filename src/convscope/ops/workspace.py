@@ -24,8 +24,9 @@ Rules that keep this safe:
 """
 from __future__ import annotations
 
+import contextvars
 from collections import OrderedDict
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -149,3 +150,19 @@ def fresh_copy(view: np.ndarray) -> np.ndarray:
     """A new C-contiguous array with ``view``'s values, never sharing its memory (unlike
     ``np.ascontiguousarray``, which returns ``view`` itself when it is already contiguous)."""
     return np.array(view, order="C", copy=True)
+
+
+#: While an inference plan is being made (layers/plan.py): the list that collects every buffer
+#: its steps allocate, so the plan can say how much memory it keeps.
+PLAN_BUFFERS: "contextvars.ContextVar[Optional[List[np.ndarray]]]" = contextvars.ContextVar(
+    "convscope_plan_buffers", default=None)
+
+
+def step_buffer(shape, dtype) -> np.ndarray:
+    """An uninitialised array an inference-plan step keeps and rewrites on every call
+    (:meth:`convscope.layers.base.Layer.inference_step`), counted by the plan being made."""
+    buffer = np.empty(tuple(int(s) for s in shape), dtype)
+    collected = PLAN_BUFFERS.get()
+    if collected is not None:
+        collected.append(buffer)
+    return buffer
