@@ -7,7 +7,15 @@ It subclasses ``ValueError`` so ordinary ``except ValueError`` code keeps workin
 
 
 class ConvscopeError(ValueError):
-    """A user-facing error whose message is one clear sentence."""
+    """A user-facing error whose message is one clear sentence.
+
+    The message is kept to one line whatever it quotes: control characters (a newline in a name
+    read from a damaged file, a carriage return in a path) are written as escapes (``\\n``)."""
+
+    def __init__(self, message="", *args):
+        if isinstance(message, str) and not message.isprintable():
+            message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        super().__init__(message, *args)
 
 
 def format_count(n: int) -> str:

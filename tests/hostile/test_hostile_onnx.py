@@ -144,3 +144,60 @@ def test_not_onnx(tmp_path, content):
     (tmp_path / "m.onnx").write_bytes(content)
     with pytest.raises(cs.ConvscopeError, match="not an ONNX model"):
         cs.interop.from_onnx(tmp_path / "m.onnx")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _small_model_bytes() -> bytes:
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), name="w")
+    b = onnx.numpy_helper.from_array(rng.standard_normal(2).astype(np.float32), name="b")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w, b])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+_GOOD = _small_model_bytes()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, len(_GOOD) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.integers(0, len(_GOOD)))
+def test_damaged_bytes_load_or_give_one_line(tmp_path, edits, cut):
+    """The wire-format walk of onnx_weights and everything after it, on a small model with a
+    few bytes changed and maybe cut short: the file is read (the damage hit a name or a weight)
+    or refused with one line; no other exception escapes."""
+    data = bytearray(_GOOD)
+    for position, value in edits:
+        data[position] = value
+    path = tmp_path / "m.onnx"
+    path.write_bytes(bytes(data[:cut]))
+    try:
+        cs.interop.from_onnx(path)
+    except cs.ConvscopeError as error:
+        assert "\n" not in str(error)
+
+
+def test_a_name_with_a_newline_stays_one_line(tmp_path):
+    """A damaged byte turned an operator's name into "\\nelu": the refusal quotes it escaped."""
+    path = model_file(tmp_path, [helper.make_node("\nelu", ["x"], ["y"])])
+    with pytest.raises(cs.ConvscopeError) as caught:
+        cs.interop.from_onnx(path)
+    assert "\n" not in str(caught.value) and "\\nelu" in str(caught.value)
+
+
+def test_names_that_are_not_utf8_are_refused(tmp_path):
+    data = _GOOD.replace(b"Relu", b"R\xffelu"[:4])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    with pytest.raises(cs.ConvscopeError, match="not UTF-8 text"):
+        cs.interop.from_onnx(path)
+
+
+def test_a_node_without_outputs_is_refused(tmp_path):
+    path = model_file(tmp_path, [helper.make_node("Conv", ["x", "w"], [])], [weight()])
+    with pytest.raises(cs.ConvscopeError, match="has no output"):
+        cs.interop.from_onnx(path)

@@ -114,8 +114,9 @@ def all_finite(array: np.ndarray) -> bool:
     or an infinity makes it NaN or infinite; float32 or float16 values cannot overflow it) and
     needs no temporary the size of the array; only a float64 array whose finite values overflow
     the sum is checked value by value."""
-    if np.isfinite(np.sum(array, dtype=np.float64)):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):  # inf − inf is the answer here, not a warning
+        if np.isfinite(np.sum(array, dtype=np.float64)):
+            return True
     return array.dtype == np.float64 and bool(np.all(np.isfinite(array)))
 
 
@@ -124,6 +125,27 @@ def initializer_values(onnx, proto, path: str, decoded: Dict[int, np.ndarray]) -
     read from the file} (:func:`.onnx_weights.load`)."""
     return {t.name: tensor_array(onnx, t, f"{path}: initializer", decoded.get(i))
             for i, t in enumerate(proto.graph.initializer)}
+
+
+def check_text(proto, path: str) -> None:
+    """Every name the importer reads is text. Protobuf hands a string field whose bytes are not
+    UTF-8 over as ``bytes`` (ONNX is proto2, which does not validate them): a damaged file."""
+    graph = proto.graph
+    fields = [graph.name]
+    for node in graph.node:
+        fields += [node.op_type, node.domain, node.name, *node.input, *node.output]
+        fields += [a.name for a in node.attribute]
+    for group in (graph.initializer, graph.input, graph.output, graph.value_info):
+        fields += [item.name for item in group]
+    fields += [p.key for p in proto.metadata_props] + [p.value for p in proto.metadata_props]
+    fields += [o.domain for o in proto.opset_import]
+    if any(not isinstance(field, str) for field in fields):
+        raise ConvscopeError(f"{path} is not an ONNX model: some of its names are not UTF-8 text (the file is "
+                             "damaged); give a .onnx file such as to_onnx writes")
+    for index, node in enumerate(graph.node):
+        if not node.output or not node.output[0]:
+            raise ConvscopeError(f"{path}: node {node.name or index!r} ({node.op_type}) has no output; the file is "
+                                 "damaged or was written by hand")
 
 
 def check_model(onnx, proto, path: str) -> None:

@@ -101,7 +101,7 @@ def _check_size(path: str, what: str, shape) -> None:
 def _load(path: str, onnx):
     """(ModelProto, {initializer name: checked array}) of the file at ``path``; the arrays of a
     file's own raw data are writable views of the file's bytes (:mod:`.onnx_weights`)."""
-    from .onnx_checks import check_model, initializer_values
+    from .onnx_checks import check_model, check_text, initializer_values
     from .onnx_weights import load
 
     path = require_file(path, "ONNX file", "give the .onnx file inside it")
@@ -109,6 +109,7 @@ def _load(path: str, onnx):
     if proto.ir_version < 1 or not proto.HasField("graph") or not proto.opset_import:
         raise ConvscopeError(f"{path} is not an ONNX model: it has no graph or opset; give a .onnx file "
                              "such as to_onnx writes")
+    check_text(proto, path)
     check_model(onnx, proto, path)  # declared sizes, before decoding any tensor
     _load_external(proto, path, onnx, decoded)
     return proto, initializer_values(onnx, proto, path, decoded)
