@@ -102,7 +102,7 @@ def _load(path: str, onnx):
     """(ModelProto, {initializer name: checked array}) of the file at ``path``; the arrays of a
     file's own raw data are writable views of the file's bytes (:mod:`.onnx_weights`)."""
     from .onnx_checks import check_model, check_text, initializer_values
-    from .onnx_weights import load
+    from .onnx_weights import load, read_external
 
     path = require_file(path, "ONNX file", "give the .onnx file inside it")
     proto, decoded = load(onnx, path, "MAX_MODEL_BYTES")
@@ -110,33 +110,11 @@ def _load(path: str, onnx):
         raise ConvscopeError(f"{path} is not an ONNX model: it has no graph or opset; give a .onnx file "
                              "such as to_onnx writes")
     check_text(proto, path)
-    check_model(onnx, proto, path)  # declared sizes, before decoding any tensor
-    _load_external(proto, path, onnx, decoded)
+    # Declared sizes, and external data only in regular files inside the model's folder (a file
+    # cannot make convscope read /etc/passwd), all before any tensor is decoded or read:
+    check_model(onnx, proto, path)
+    read_external(onnx, proto, os.path.realpath(os.path.dirname(os.path.abspath(path))), path, decoded)
     return proto, initializer_values(onnx, proto, path, decoded)
-
-
-def _load_external(proto, path: str, onnx, decoded) -> None:
-    """Tensors stored beside the model (``data_location = EXTERNAL``): only files inside the
-    model's own folder are read, so a file cannot make convscope read /etc/passwd. Their
-    values go into ``decoded`` ({initializer index: array}) or, for packed element types,
-    into the proto (:func:`.onnx_weights.read_external`)."""
-    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    for tensor in external:
-        info = {e.key: e.value for e in tensor.external_data}
-        location = info.get("location", "")
-        target = os.path.realpath(os.path.join(folder, location))
-        if not location or os.path.isabs(location) or os.path.commonpath([folder, target]) != folder:
-            raise ConvscopeError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, outside the "
-                                 f"model's folder {folder}; convscope reads external data only from that folder")
-        if not os.path.isfile(target):
-            raise ConvscopeError(f"{path}: tensor {tensor.name!r} keeps its data in {location!r}, which does "
-                                 "not exist beside the model")
-        if int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0) > os.path.getsize(target):
-            raise ConvscopeError(f"{path}: tensor {tensor.name!r} reads past the end of {location!r}")
-    if external:
-        from .onnx_weights import read_external
-        read_external(onnx, proto, folder, path, decoded)
 
 
 class _Reader:

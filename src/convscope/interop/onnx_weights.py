@@ -46,8 +46,8 @@ def read_buffer(path: str, what: str, budget_name: str) -> np.ndarray:
 
     The memory is an anonymous mapping rather than ``np.empty``: NumPy asks the kernel for huge
     pages on large arrays, and where transparent huge pages are defragmented on demand (the
-    common ``defrag=madvise``) the first write into a 500 MB array waited 0.4 to 1.7 s longer
-    than into plain pages, on a machine where reading the file takes 0.3 s."""
+    common ``defrag=madvise``) the first write into a 553 MB ``np.empty`` array took 0.95 to
+    2.2 s, against 0.5 s into plain pages."""
     from .. import limits
     from ..files import open_regular
 
@@ -77,7 +77,8 @@ def _read_into(handle, buffer: np.ndarray) -> int:
 
 def read_external(onnx, proto, folder: str, path: str, decoded: Dict[int, np.ndarray]) -> None:
     """Initializers kept in files beside the model (``data_location = EXTERNAL``; their
-    locations, offsets and lengths checked before, by ``onnx_checks.check_model``): those of a
+    locations, offsets and lengths checked before, by ``onnx_checks.check_model``; nothing to do
+    for a model without any): those of a
     plain element type are read straight into a fresh array each, added to ``decoded``; the
     others are loaded into the proto by onnx's helper. A 2.6 GB RegNet-Y 128GF took 25 s through
     the helper alone (its bytes copied into the proto, out again, and once more to be writable)."""
