@@ -59,3 +59,65 @@ def test_transient_buffers_are_one_per_name_for_the_whole_budget():
     assert a.kept_bytes() == b.kept_bytes() == 0
     fresh = transient(None, "t", (2, 3), np.float32)
     assert not np.shares_memory(fresh, big)
+
+
+def _arena_span(budget):
+    base = budget._arena.__array_interface__["data"][0]
+    return base, base + budget._arena.nbytes
+
+
+def _inside(array, span):
+    start = array.__array_interface__["data"][0]
+    return span[0] <= start and start + array.nbytes <= span[1]
+
+
+def test_transients_inside_scopes_are_a_stack_on_one_arena():
+    # Inside scopes, transients are regions of one arena used as a stack: a region lives until
+    # its scope ends, a nested scope's regions never overlap the live ones, and after the
+    # first pass the arena is as large as the deepest stack (here 720 bytes: 400, then 200
+    # and 16 each starting on a 64-byte boundary), not the sum of every name's largest request.
+    from convscope.ops.workspace import Budget, transient, transient_scope
+    budget = Budget()
+    ws = Workspace(budget)
+
+    def one_call():
+        with transient_scope(ws):
+            outer = transient(ws, "t.outer", (100,), np.float32)          # bytes 0..400
+            assert np.shares_memory(transient(ws, "t.outer", (50,), np.float32), outer)  # same name, same region
+            with transient_scope(ws):
+                inner = transient(ws, "t.inner", (50,), np.float32)       # bytes 448..648
+                other = transient(ws, "t.other", (4,), np.float32)        # bytes 704..720
+                assert not np.shares_memory(inner, outer) and not np.shares_memory(other, inner)
+            again = transient(ws, "t.again", (50,), np.float32)           # the inner scope's bytes again
+            return outer, again
+
+    one_call()                              # first pass: no arena yet, every region an array of its own
+    assert budget.arena_bytes() == 0 and budget._high == 720
+    outer, again = one_call()               # the arena now holds the deepest stack
+    assert budget.arena_bytes() == 720
+    span = _arena_span(budget)
+    assert _inside(outer, span) and _inside(again, span)
+    assert again.__array_interface__["data"][0] - span[0] == 448
+    assert budget._top == 0 and not budget._scopes   # every scope closed
+    # Outside any scope the old rule holds: one kept buffer per name.
+    assert not _inside(transient(ws, "t.outer", (10,), np.float32), span)
+
+
+def test_a_layer_call_frees_its_transients_and_winograd_keeps_only_its_input():
+    # Winograd's training cache holds x (a reference), not its 4×-larger transform V; backward
+    # recomputes V. Every transient of a layer call lives in the arena and is freed at its end.
+    import convscope as cs
+    from convscope.ops.conv import using_path
+    layer = cs.layers.Conv2d(32, 3, padding=1).build((16, 12, 12), seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 16, 12, 12)).astype(np.float32)
+    with using_path("winograd"):
+        layer.forward(x, train=True)
+        cache = layer._cache.data
+        assert cache["x"] is x and "v" not in cache
+        dx = layer.backward(np.ones((4, 32, 12, 12), np.float32))
+    budget = layer.workspace.budget
+    assert budget._top == 0 and not budget._scopes and not budget._transient
+    with using_path("reference"):
+        layer.forward(x, train=True)
+        ref = layer.backward(np.ones((4, 32, 12, 12), np.float32))
+    np.testing.assert_allclose(dx, ref, rtol=1e-4, atol=1e-4)

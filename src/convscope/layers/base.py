@@ -374,14 +374,16 @@ class Layer:
         none: the outermost layer of the pass (the model) keeps a reference to its input
         (:class:`_Replay`) and every layer below it keeps nothing, so each intermediate map is
         freed as soon as the next layer has read it."""
-        if keeps_caches(train):
-            return run(x, train)
-        if _INSIDE_INFERENCE.get():
-            y = run(x, train)
-            self._cache = None
-            return y
-        with _flag_set(_INSIDE_INFERENCE):
-            y = run(x, train)
+        # Every op's transient scratch is freed when this layer's call ends (workspace.py).
+        with self.workspace.budget.transient_scope():
+            if keeps_caches(train):
+                return run(x, train)
+            if _INSIDE_INFERENCE.get():
+                y = run(x, train)
+                self._cache = None
+                return y
+            with _flag_set(_INSIDE_INFERENCE):
+                y = run(x, train)
         self._cache = _Replay(x, train)
         return y
 
@@ -412,7 +414,8 @@ class Layer:
                                  f"(the last output's), got {dy.shape}")
         self._replay_for_backward()
         self._input_grad = input_grad
-        dx = self._backward(dy.astype(self.dtype, copy=False))
+        with self.workspace.budget.transient_scope():
+            dx = self._backward(dy.astype(self.dtype, copy=False))
         self._cache = None
         return dx
 

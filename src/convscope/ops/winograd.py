@@ -15,7 +15,7 @@ Forward (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016
 Backward, as the adjoint of the same linear maps:
 
     dM = A dY Aᵀ
-    dU[ξ] = dM[ξ] · V[ξ]ᵀ  summed over tiles,   dg = Gᵀ dU G
+    dU[ξ] = dM[ξ] · V[ξ]ᵀ  summed over tiles,   dg = Gᵀ dU G   (V recomputed from x)
     dx    = the same forward algorithm run on dy with the filter rotated 180° and its
             channel axes swapped (a stride-1 "full" correlation), padded by 2 − p.
 
@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from .workspace import Workspace, fresh_copy, scratch
+from .workspace import Workspace, fresh_copy, scratch, transient_scope
 
 # G (4×3) maps a 3-tap filter to 4 Winograd points; Bᵀ and Aᵀ are applied by hand below.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -170,12 +170,9 @@ def conv3x3_forward(x: np.ndarray, w: Optional[np.ndarray], b, pads, *, keep_for
     (pt, pb), (pl, pr) = pads
     h_out, w_out = h + pt + pb - 2, wd + pl + pr - 2
     th, tw = -(-h_out // 2), -(-w_out // 2)
-    phases = _phase_planes(x, pads, th, tw, key + ".phases", ws)
-    v_shape = (4, 4, c, n, th, tw + 1)
-    # Backward needs V, so it gets its own array; otherwise a reused work buffer will do.
-    v = input_transform(phases, th, tw, np.empty(v_shape, x.dtype) if keep_for_backward
-                        else scratch(ws, key + ".v", v_shape, x.dtype), key, ws)
-    m = np.matmul(u, v, out=scratch(ws, key + ".m", (16, k, n * th * (tw + 1)), x.dtype))
+    m = scratch(ws, key + ".m", (16, k, n * th * (tw + 1)), x.dtype)
+    with transient_scope(ws):   # V (4× the input) is dead once M is computed
+        np.matmul(u, _input_points(x, pads, th, tw, key, ws), out=m)
     exact = (2 * th, 2 * tw) == (h_out, w_out)
     y_full = np.empty((n, k, 2 * th, 2 * tw), x.dtype) if exact else \
         scratch(ws, key + ".y", (n, k, 2 * th, 2 * tw), x.dtype)
@@ -185,9 +182,20 @@ def conv3x3_forward(x: np.ndarray, w: Optional[np.ndarray], b, pads, *, keep_for
         y += b.reshape(1, k, 1, 1)
     cache = None
     if keep_for_backward:
-        cache = {"x_shape": x.shape, "w": w, "pads": pads, "v": v, "tiles": (th, tw),
-                 "has_bias": b is not None, "workspace": ws}
+        # Backward recomputes V from x: V is 4× the input (th·(tw + 1) tiles of 16 points
+        # for every 4 pixels), and keeping it cost ResNet-18 (CIFAR stem, batch 32) 274 MB of
+        # its 732 MB peak, where x is usually alive anyway (the previous layer's output).
+        cache = {"x": x, "w": w, "pads": pads, "tiles": (th, tw), "has_bias": b is not None,
+                 "workspace": ws}
     return y, cache
+
+
+def _input_points(x: np.ndarray, pads, th: int, tw: int, key: str, ws: Optional[Workspace]) -> np.ndarray:
+    """V (16, C, N·th·(tw + 1)) of x (N, C, H, W) padded by ``pads``, in ``ws``'s buffers."""
+    n, c = x.shape[:2]
+    v = scratch(ws, key + ".v", (4, 4, c, n, th, tw + 1), x.dtype)
+    with transient_scope(ws):   # the phase planes and row transforms die with this block
+        return input_transform(_phase_planes(x, pads, th, tw, key + ".phases", ws), th, tw, v, key, ws)
 
 
 #: Rotating a filter by 180° reverses its taps, and G·J = P·G with P swapping Winograd points
@@ -199,7 +207,8 @@ _G_KRON_ROTATED = _G_KRON.reshape(4, 4, 9)[_POINTS_ROTATED][:, _POINTS_ROTATED].
 
 def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     """Gradients of :func:`conv3x3_forward`: returns (dx, dw, db); dx is None unless needed."""
-    n, c, h, wd = cache["x_shape"]
+    x = cache["x"]
+    n, c, h, wd = x.shape
     w = cache["w"]
     k = w.shape[0]
     th, tw = cache["tiles"]
@@ -210,30 +219,33 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
     # Nothing below outlives this call: model-wide transient buffers, not the layer's own.
     tws = None if ws is None else ws.transient_view()
 
-    # dM = A dY Aᵀ: the 2×2 output gradients of each (wide) tile, zero where a tile overhangs
-    # the output or in its garbage column, times (Aᵀ ⊗ Aᵀ)ᵀ.
-    dyt = scratch(tws, "wino.dyt", (2, 2, k, n, th, tw + 1), dtype)
-    dyt[..., tw:] = 0
-    # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b] (0 past an odd output edge)
-    for a in range(2):
-        rows = dy[:, :, a::2].transpose(1, 0, 2, 3)          # (K, N, rows, W_out)
-        for b in range(2):
-            block = rows[..., b::2]
-            target = dyt[a, b]
-            np.copyto(target[:, :, :block.shape[2], :block.shape[3]], block)
-            target[:, :, block.shape[2]:, :tw] = 0
-            target[:, :, :block.shape[2], block.shape[3]:tw] = 0
-    dm = np.matmul(_AT_KRON.T.astype(dtype), dyt.reshape(4, -1),
-                   out=scratch(tws, "wino.dm", (16, k * n * th * (tw + 1)), dtype))
-    du = np.matmul(dm.reshape(16, k, n * th * (tw + 1)), cache["v"].transpose(0, 2, 1),
-                   out=scratch(tws, "wino.du", (16, k, c), dtype))
-    # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points: one GEMM on
-    # contiguous operands, then one transposing copy into the filters' layout.
-    dg = np.matmul(_G_KRON.T.astype(dtype), du.reshape(16, k * c),
-                   out=scratch(tws, "wino.dg", (9, k * c), dtype))
-    dw = np.empty((k, c, 3, 3), dtype)
-    np.copyto(dw.reshape(k * c, 9), dg.T)
-
+    # dW: its transients (dY's tiles, dM, V) are freed before dx's transform begins.
+    with transient_scope(tws):
+        # dM = A dY Aᵀ: the 2×2 output gradients of each (wide) tile, zero where a tile overhangs
+        # the output or in its garbage column, times (Aᵀ ⊗ Aᵀ)ᵀ.
+        dyt = scratch(tws, "wino.dyt", (2, 2, k, n, th, tw + 1), dtype)
+        dyt[..., tw:] = 0
+        # dyt[a, b, k, n, t, u] = dy[n, k, 2t + a, 2u + b] (0 past an odd output edge)
+        for a in range(2):
+            rows = dy[:, :, a::2].transpose(1, 0, 2, 3)          # (K, N, rows, W_out)
+            for b in range(2):
+                block = rows[..., b::2]
+                target = dyt[a, b]
+                np.copyto(target[:, :, :block.shape[2], :block.shape[3]], block)
+                target[:, :, block.shape[2]:, :tw] = 0
+                target[:, :, :block.shape[2], block.shape[3]:tw] = 0
+        dm = np.matmul(_AT_KRON.T.astype(dtype), dyt.reshape(4, -1),
+                       out=scratch(tws, "wino.dm", (16, k * n * th * (tw + 1)), dtype))
+        du = scratch(tws, "wino.du", (16, k, c), dtype)
+        with transient_scope(tws):   # the forward's V again, dead once dU is computed
+            v = _input_points(x, cache["pads"], th, tw, "wino", tws)
+            np.matmul(dm.reshape(16, k, n * th * (tw + 1)), v.transpose(0, 2, 1), out=du)
+        # dg = Gᵀ dU G for every (k, c), i.e. (G ⊗ G)ᵀ applied to the 16 points: one GEMM on
+        # contiguous operands, then one transposing copy into the filters' layout.
+        dg = np.matmul(_G_KRON.T.astype(dtype), du.reshape(16, k * c),
+                       out=scratch(tws, "wino.dg", (9, k * c), dtype))
+        dw = np.empty((k, c, 3, 3), dtype)
+        np.copyto(dw.reshape(k * c, 9), dg.T)
     db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     if not need_dx:
         return None, dw, db
