@@ -73,11 +73,19 @@ def test_each_layer_of_a_model_has_its_own_workspace_under_one_budget():
     y = model.forward(np.ones((1, 1, 6, 6)), train=True)
     model.backward(np.ones_like(y))
     budget = spaces[0].budget
-    assert budget.bytes == sum(s.kept_bytes() for s in spaces) > 0
-    # The speed the pool was for: a second step reuses the very same buffers.
-    before = {id(b) for s in spaces for b in s._buffers.values()}
+    assert budget.bytes == sum(s.kept_bytes() for s in spaces)
+    # The convolutions' windows are scratch of each call: regions of the budget's one arena,
+    # grown between calls to the deepest stack seen.
+    assert budget._high > 0
     y = model.forward(np.full((1, 1, 6, 6), 2.0), train=True)
     model.backward(np.ones_like(y))
+    arena = budget._arena
+    assert budget.arena_bytes() == budget._high
+    # The speed the pool was for: a further step reuses the very same buffers.
+    before = {id(b) for s in spaces for b in s._buffers.values()}
+    y = model.forward(np.full((1, 1, 6, 6), 3.0), train=True)
+    model.backward(np.ones_like(y))
+    assert budget._arena is arena
     assert {id(b) for s in spaces for b in s._buffers.values()} == before
 
 

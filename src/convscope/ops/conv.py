@@ -231,7 +231,7 @@ class ConvCache:
     pads: Tuple[Tuple[int, int], Tuple[int, int]]
     dilation: Tuple[int, int]
     groups: int
-    # im2col: cols (N, G, K, P); shifted: (cols, padded shape); pointwise: x; depthwise and
+    # im2col: x; shifted: (x, padded shape); pointwise: x; depthwise and
     # reference: xpad; winograd: its own cache; space_to_depth: (inner cache, shapes).
     data: object
     workspace: Optional[Workspace] = None   # the caller's scratch, reused by backward
@@ -347,7 +347,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         xpad = pad2d(x, pads)
         y, data = _forward_depthwise(xpad, w, stride, dilation, out, workspace), xpad
     elif path == "im2col":
-        y, data = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
+        y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
+        data = x   # backward copies the windows again (see _backward_fast)
     else:
         xpad = pad2d(x, pads)
         y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
@@ -459,8 +460,7 @@ def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None, y=Non
     positions = out[0] * out[1]
     # The one copy: (N, C, k_h, k_w, H_out, W_out) is (N, G, C_g·k_h·k_w, P) in memory.
     shape = (n_batch, c_in, kernel[0], kernel[1], out[0], out[1])
-    # Kept in the cache for backward: safe to reuse only because the workspace is the layer's.
-    cols = scratch(ws, "conv.cols", shape, xpad.dtype) if cols is None else cols
+    cols = transient(ws, "conv.cols", shape, xpad.dtype) if cols is None else cols
     np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
     cols = cols.reshape(n_batch, groups, k, positions)
     if n_batch * groups == 1:  # one plain GEMM: numpy's stacked matmul costs ~3 µs more a call
@@ -471,8 +471,25 @@ def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None, y=Non
     return y.reshape(n_batch, c_out, *out), cols
 
 
+def _windows_again(cache: ConvCache, out) -> np.ndarray:
+    """The forward pass's window matrix (N, G, K, P), copied again from the input it kept.
+
+    Training keeps x rather than the windows, which are k_h·k_w/(s_h·s_w) times larger
+    (ResNet-18's strided 3×3 layers: 2.25×; LeNet-5's conv1: 19×): one more copy per
+    backward, for a cache the size of the input (x is usually alive anyway, the previous
+    layer's output). The copy is a transient of the model's arena."""
+    x, w = cache.data, cache.w
+    kernel = w.shape[2:]
+    xpad = pad2d(x, cache.pads)
+    shape = (x.shape[0], x.shape[1]) + tuple(kernel) + tuple(out)
+    cols = transient(cache.workspace, "conv.cols", shape, xpad.dtype)
+    np.copyto(cols, window_view(xpad, kernel, cache.stride, cache.dilation, out))
+    return cols.reshape(x.shape[0], cache.groups, -1, out[0] * out[1])
+
+
 def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):
-    cols, w, groups = cache.data, cache.w, cache.groups
+    w, groups = cache.w, cache.groups
+    cols = _windows_again(cache, dy.shape[2:])
     n_batch, _, k, positions = cols.shape
     c_out = w.shape[0]
     w_g = w.reshape(groups, c_out // groups, k)
@@ -521,7 +538,7 @@ def _padded_flat(x: np.ndarray, pads, kernel, dilation, key: str, ws) -> Tuple[n
     (top, bottom), (left, right) = pads
     shape = (n, c, h + top + bottom, w + left + right)
     size = int(np.prod(shape))
-    flat = scratch(ws, key, (size + (kernel[1] - 1) * dilation[1],), x.dtype)
+    flat = transient(ws, key, (size + (kernel[1] - 1) * dilation[1],), x.dtype)
     flat.fill(0)
     flat[:size].reshape(shape)[:, :, top:top + h, left:left + w] = x
     return flat, shape
@@ -531,23 +548,30 @@ def _forward_shifted(x, w, pads, dilation, out, ws=None):
     """Stride-1, ungrouped: cols (C·k_h·k_w, N·H_out·W_p) by flat shifts, then ONE GEMM for
     the whole batch; the crop of the garbage columns also restores the NCHW layout."""
     n = x.shape[0]
-    c_out, c_in, k_h, k_w = w.shape
-    flat, shape = _padded_flat(x, pads, (k_h, k_w), dilation, "conv.shifted.x", ws)
+    c_out = w.shape[0]
+    cols, shape = _shifted_cols(x, w.shape, pads, dilation, out[0], ws)
     wp = shape[3]
     positions = out[0] * wp
-    cols_shape = (c_in, k_h, k_w, n, positions)
-    cols = scratch(ws, "conv.shifted.cols", cols_shape, x.dtype)   # kept for backward (see _forward_fast)
-    np.copyto(cols, _shifted_windows(flat, shape, (k_h, k_w), dilation, out[0]))
-    cols = cols.reshape(c_in * k_h * k_w, n * positions)
     wide = np.matmul(w.reshape(c_out, -1), cols,
-                     out=scratch(ws, "conv.shifted.y", (c_out, n * positions), x.dtype))
+                     out=transient(ws, "conv.shifted.y", (c_out, n * positions), x.dtype))
     y = np.empty((n, c_out, out[0], out[1]), dtype=x.dtype)
     np.copyto(y.transpose(1, 0, 2, 3), wide.reshape(c_out, n, out[0], wp)[..., :out[1]])
-    return y, (cols, shape)
+    return y, (x, shape)   # backward copies the windows again (as _windows_again does)
+
+
+def _shifted_cols(x, w_shape, pads, dilation, out_h: int, ws) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """The shifted path's window matrix (C·k_h·k_w, N·H_out·W_p), a transient of ``ws``'s
+    model, and the padded input's shape."""
+    n = x.shape[0]
+    _, c_in, k_h, k_w = w_shape
+    flat, shape = _padded_flat(x, pads, (k_h, k_w), dilation, "conv.shifted.x", ws)
+    cols = transient(ws, "conv.shifted.cols", (c_in, k_h, k_w, n, out_h * shape[3]), x.dtype)
+    np.copyto(cols, _shifted_windows(flat, shape, (k_h, k_w), dilation, out_h))
+    return cols.reshape(c_in * k_h * k_w, -1), shape
 
 
 def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
-    cols, shape = cache.data
+    x, shape = cache.data
     w = cache.w
     c_out, c_in, k_h, k_w = w.shape
     n, _, h_out, w_out = dy.shape
@@ -560,6 +584,7 @@ def _backward_shifted(dy, cache: ConvCache, need_dx: bool = True):
     dy_wide[..., w_out:] = 0
     np.copyto(dy_wide[..., :w_out], dy.transpose(1, 0, 2, 3))
     dy_mat = dy_wide.reshape(c_out, n * positions)
+    cols, _ = _shifted_cols(x, w.shape, cache.pads, cache.dilation, h_out, ws)
     dw = np.matmul(dy_mat, cols.T)                       # Σ over batch and positions: one GEMM
     if not need_dx:
         return None, dw.reshape(w.shape).astype(dtype, copy=False)
