@@ -1,6 +1,7 @@
 """The numba loops behind :mod:`convscope.ops.kernels` (imported only when numba is installed
 and a kernel is first used; see that module for what each computes)."""
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)   # cache: later processes load the machine code
@@ -123,3 +124,41 @@ def channel_affine(x, scale, shift, y):
             dst[j] = src[j] * a + b
     return y
 
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def batch_norm_train(x, weight, bias, eps, x_hat, y, mean, var, inv_std, start, stop):
+    """Channels start..stop-1 of x (N, C, S): the batch's mean and biased variance (two passes,
+    float64 sums; "reassoc" lets each sum run in vector lanes), then x̂ = (x − μ)/√(σ² + ε)
+    and y = γ·x̂ + β in one more pass."""
+    n, ch, s = x.shape
+    count = n * s
+    for c in range(start, stop):
+        total = 0.0
+        for i in range(n):
+            row = x[i, c]
+            for j in range(s):
+                total += row[j]
+        mu = total / count
+        squares = 0.0
+        for i in range(n):
+            row = x[i, c]
+            for j in range(s):
+                d = row[j] - mu
+                squares += d * d
+        sigma2 = squares / count
+        inv = 1.0 / np.sqrt(sigma2 + eps)
+        g = weight[c]
+        b = bias[c]
+        for i in range(n):
+            row = x[i, c]
+            hat = x_hat[i, c]
+            out = y[i, c]
+            for j in range(s):
+                value = (row[j] - mu) * inv
+                hat[j] = value
+                out[j] = value * g + b
+        mean[c] = mu
+        var[c] = sigma2
+        inv_std[c] = inv
+    return y

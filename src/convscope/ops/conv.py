@@ -152,11 +152,13 @@ def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: i
 
 
 def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads, c_in: int, c_out: int,
-                width: Optional[int] = None, inference: bool = False, out_size=None) -> str:
+                width: Optional[int] = None, inference: bool = False, out_size=None,
+                batch: Optional[int] = None) -> str:
     """The concrete path ("im2col", "shifted", "depthwise", "space_to_depth", "pointwise",
     "winograd" or "reference") a call takes. ``inference`` (nothing kept for backward): "auto"
     never picks "shifted", whose gain is its one-GEMM dW (see SHIFTED_MIN_DEPTH). ``out_size``
-    (H_out, W_out), when given, keeps Winograd off maps smaller than WINOGRAD_MIN_OUTPUT.
+    (H_out, W_out) and ``batch``, when both given, keep Winograd off calls with fewer than
+    WINOGRAD_MIN_POSITIONS output positions.
 
     A path asked for by this call must apply (else an error says what it needs); the scoped
     or module default falls back to "auto" for layers it cannot compute.
@@ -175,7 +177,8 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
         return "depthwise"
     if _unavailable("winograd", kernel, stride, dilation, groups, pads, c_in, c_out) is None \
             and c_in >= WINOGRAD_MIN_CHANNELS and c_out >= WINOGRAD_MIN_CHANNELS \
-            and (out_size is None or min(out_size) >= WINOGRAD_MIN_OUTPUT):
+            and (out_size is None or batch is None
+                 or batch * out_size[0] * out_size[1] >= WINOGRAD_MIN_POSITIONS):
         return "winograd"
     if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
         return "pointwise"
@@ -185,11 +188,14 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
     return "im2col"
 
 
-#: Winograd F(2×2, 3×3) needs outputs at least this tall and wide to pay: on 1×1 and 2×2 maps
-#: (ResNet-18's last stage on 32×32 inputs) its tiles are mostly padding and the filter
-#: transform (16 MB at 512 channels) costs more than the product. A zoo resnet18 training
-#: step at batch 32 on 3×32×32 took 217–228 ms CPU with im2col there against 294–434 ms.
-WINOGRAD_MIN_OUTPUT = 3
+#: Winograd F(2×2, 3×3) needs this many output positions (batch × H_out × W_out) to pay: its
+#: 16 transformed filters are 16/9 times the filters' size, and with few positions reading
+#: them costs more than the multiplications saved. Measured (one thread, 512 → 512 channels,
+#: Winograd against im2col): 7×7 at batch 1 (49 positions) 8.5 against 5.8 ms forward, 38
+#: against 19 ms forward and backward; at batch 2 (98) a tie forward, 44 against 32 ms
+#: training; 4×4 at batch 8 (128) 11.6 against 17.3 ms forward; 2×2 at batch 32 (128)
+#: 15 against 34 ms forward, 53 against 80 ms training.
+WINOGRAD_MIN_POSITIONS = 100
 
 #: The shifted path computes W_p instead of W_out columns per row; past this ratio the
 #: wasted GEMM work outweighs the faster copy.
@@ -326,7 +332,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     kernel = w.shape[2:]
     out = _output_size(_name, x.shape, kernel, stride, pads, dilation)
     path = choose_path(path, kernel, stride, dilation, groups, pads, x.shape[1], w.shape[0], x.shape[3],
-                       inference=not keep_for_backward, out_size=out)
+                       inference=not keep_for_backward, out_size=out, batch=x.shape[0])
     if path == "winograd":
         y, data = winograd.conv3x3_forward(x, w, b, pads, keep_for_backward=keep_for_backward,
                                            workspace=workspace, reuse_filters=not keep_for_backward)
@@ -370,7 +376,7 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
     kernel = tuple(w_shape[2:])
     out = _output_size("conv2d", x_shape, kernel, stride, pads, dilation)
     path = choose_path(None, kernel, stride, dilation, groups, pads, x_shape[1], w_shape[0], x_shape[3],
-                       inference=True, out_size=out)
+                       inference=True, out_size=out, batch=x_shape[0])
     if path != "im2col":
         return None
 

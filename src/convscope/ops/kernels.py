@@ -39,6 +39,7 @@ def _numba():
         _compiled["depthwise"] = _numba_kernels.depthwise
         _compiled["depthwise3x3"] = _numba_kernels.depthwise3x3
         _compiled["channel_affine"] = _numba_kernels.channel_affine
+        _compiled["batch_norm_train"] = _numba_kernels.batch_norm_train
     return _compiled
 
 
@@ -70,6 +71,9 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], str
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: Work split over threads comes in parts of at least this many values (below, handing a part
+#: to another thread costs more than it saves).
+MIN_SPLIT_VALUES = 1 << 16
 #: Element-wise kernels only pay for their call below this many values (NumPy then).
 MIN_ELEMENTWISE = 1 << 14
 
@@ -87,3 +91,24 @@ def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> Optio
     _numba()["channel_affine"](x.reshape(planes, -1), scale.astype(x.dtype), shift.astype(x.dtype),
                                y.reshape(planes, -1))
     return y
+
+
+def batch_norm_train(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional[np.ndarray], eps: float):
+    """Batch normalisation of x (N, C, *S) with the batch's statistics in three passes over x
+    and no temporaries: ``(x_hat, y, mean, var, inv_std)`` (fresh arrays in x's dtype; var
+    biased), or None without numba, for other dtypes or small x. The channels split over
+    convscope's threads. NumPy's form makes seven passes and four temporaries (ResNet-18's
+    first stage at batch 32, 2M values: 7.7 ms a call on one thread)."""
+    if not AVAILABLE or x.size < MIN_ELEMENTWISE or x.ndim < 3 or x.dtype not in _FLOATS:
+        return None
+    n, c = x.shape[:2]
+    x3 = np.ascontiguousarray(x).reshape(n, c, -1)
+    x_hat, y = np.empty_like(x3), np.empty_like(x3)
+    mean, var, inv_std = (np.empty(c, x.dtype) for _ in range(3))
+    gamma = np.ones(c, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
+    beta = np.zeros(c, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    kernel = _numba()["batch_norm_train"]
+    args = (x3, gamma, beta, float(eps), x_hat, y, mean, var, inv_std)
+    run_split(lambda start, stop: kernel(*args, start, stop), c,
+              min_part=max(1, MIN_SPLIT_VALUES // max(x3[:, 0].size, 1)))
+    return x_hat.reshape(x.shape), y.reshape(x.shape), mean, var, inv_std

@@ -50,6 +50,8 @@ def batch_norm_forward(x: np.ndarray, weight: Optional[np.ndarray], bias: Option
 
     Output: same shape as ``x``. The cache holds x̂, 1/sqrt(σ² + ε), γ and, in training,
     the batch ``mean``, biased ``var`` and ``count`` m (for the running-average update).
+    Training statistics come from :func:`convscope.ops.kernels.batch_norm_train` when numba
+    is installed (float64 sums; NumPy's path below sums in x's dtype): equal up to rounding.
     """
     if training:
         count = x.size // x.shape[1]
@@ -57,6 +59,14 @@ def batch_norm_forward(x: np.ndarray, weight: Optional[np.ndarray], bias: Option
             raise ConvscopeError(
                 f"batch normalisation in training mode needs more than one value per channel, got an "
                 f"input of shape {x.shape}; use a batch of at least 2 or run it in eval mode")
+        # numba's three passes without temporaries (float64 sums), when installed
+        fused = kernels.batch_norm_train(x, weight, bias, eps) if weight is None or weight.dtype == x.dtype \
+            else None
+        if fused is not None:
+            x_hat, y, mean, var, inv_std = fused
+            return y, {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "training": True,
+                       "affine": (weight is not None, bias is not None), "mean": mean, "var": var,
+                       "count": count}
         axes = _channel_axes(x)
         mean = x.mean(axis=axes)
         centred = x - _per_channel(mean, x.ndim)
