@@ -277,3 +277,38 @@ def test_build_without_initialisation_gives_zero_parameters_and_the_usual_buffer
     variances = [b for name, b in model.named_buffers() if name.endswith("running_var")]
     assert variances and all((v == 1).all() for v in variances)
     assert any(p.value.any() for p in _mobile_block().build((3, 12, 12), seed=0).parameters())
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed (the test extra installs it)")
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 4), c_in=st.integers(1, 5), c_out=st.integers(1, 6), side=st.integers(3, 11),
+       k=st.integers(1, 4), pad=st.integers(0, 2), wide=st.integers(0, 3), float32=st.booleans(),
+       threads_known=st.sampled_from([1, 2, 3]))
+def test_one_gemm_inference_matches_the_reference_loops(n, c_in, c_out, side, k, pad, wide, float32,
+                                                      threads_known):
+    """Stride-1 inference with numba takes conv._forward_by_offset (the windows copied offset
+    by offset, one GEMM over the batch): the reference loops' output to 1e-12 in float64 and
+    1e-5 in float32, for any threads splitting the copy; the plan step returns the same bits."""
+    from convscope import threads
+    from convscope.ops.conv import _by_offset_applies
+    threads._known, old = threads_known, threads._known
+    try:
+        dtype = np.float32 if float32 else np.float64
+        rng = np.random.default_rng(n * 100 + side)
+        x = rng.standard_normal((n, c_in, side, side + wide)).astype(dtype)
+        w = rng.standard_normal((c_out, c_in, k, k)).astype(dtype)
+        b = rng.standard_normal(c_out).astype(dtype)
+        if side + 2 * pad < k:
+            return
+        assert _by_offset_applies(x.shape, dtype, (1, 1), (1, 1), 1)
+        y, cache = conv_ops.conv2d_forward(x, w, b, 1, pad, keep_for_backward=False, path="im2col")
+        assert cache is None and y.dtype == dtype
+        expected, _ = conv_ops.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                              1, pad, path="reference")
+        tol = 1e-5 if float32 else 1e-12
+        np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+        run = conv_ops.conv2d_inference_step(x.shape, w.shape, dtype, 1, pad, 1, 1)
+        if run is not None:
+            np.testing.assert_array_equal(run(x, w, b), y)
+    finally:
+        threads._known = old

@@ -352,6 +352,9 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     elif path == "depthwise":
         xpad = pad2d(x, pads)
         y, data = _forward_depthwise(xpad, w, stride, dilation, out, workspace), xpad
+    elif path == "im2col" and not keep_for_backward and _by_offset_applies(x.shape, np.result_type(x, w), stride,
+                                                                           dilation, groups):
+        y, data = _forward_by_offset(pad2d(x, pads), w, out, workspace), None
     elif path == "im2col":
         y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
         data = x   # backward copies the windows again (see _backward_fast)
@@ -381,6 +384,17 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
         return None
 
     n, c_out = x_shape[0], w_shape[0]
+    if _by_offset_applies(x_shape, dtype, stride, dilation, groups):
+        cols = step_buffer((x_shape[1],) + kernel + (n,) + tuple(out), dtype)
+        wide = step_buffer((c_out, n * out[0] * out[1]), dtype)
+        y_buffer = step_buffer((n, c_out) + tuple(out), dtype)
+
+        def run_by_offset(x, w, b):
+            y = _forward_by_offset(pad2d(x, pads), w, out, workspace, cols, wide, y_buffer)
+            if b is not None:
+                y += b.reshape(1, -1, 1, 1)
+            return y
+        return run_by_offset
     buffer = step_buffer((n, groups, c_out // groups, out[0] * out[1]), dtype)
     cols = step_buffer((n, x_shape[1]) + kernel + tuple(out), dtype)  # the windows, rewritten by every call
 
@@ -491,6 +505,34 @@ def _windows_again(cache: ConvCache, out) -> np.ndarray:
     cols = transient(cache.workspace, "conv.cols", shape, xpad.dtype)
     np.copyto(cols, window_view(xpad, kernel, cache.stride, cache.dilation, out))
     return cols.reshape(x.shape[0], cache.groups, -1, out[0] * out[1])
+
+
+def _by_offset_applies(x_shape, dtype, stride, dilation, groups: int) -> bool:
+    """Whether an inference pass takes :func:`_forward_by_offset`: stride 1, no dilation, one
+    group, more than one sample, numba installed and a float32/float64 result ``dtype``."""
+    return (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and x_shape[0] > 1
+            and kernels.AVAILABLE and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
+
+
+def _forward_by_offset(xpad, w, out, ws=None, cols=None, wide=None, y=None):
+    """Stride-1 ungrouped inference as ONE GEMM over the batch: the windows copied kernel offset
+    by offset into cols (C·k_h·k_w, N·H_out·W_out) by numba's plain loop
+    (:func:`convscope.ops.kernels.windows_by_offset`), wide = W (C_out, C·k_h·k_w) @ cols,
+    then one copy to NCHW. Per-sample GEMMs (im2col) are thin when H_out·W_out is small:
+    LeNet-5's conv2 at batch 64 is 64 products of 16×150 by 150×100, which one 16×150 by
+    150×6400 product beats, and the offset-major copy runs whole rows of every sample in turn
+    (1.5–1.7× NumPy's copy of the strided view, one thread)."""
+    n, c_in = xpad.shape[:2]
+    c_out, _, k_h, k_w = w.shape
+    positions = out[0] * out[1]
+    if cols is None:
+        cols = transient(ws, "conv.offset.cols", (c_in, k_h, k_w, n) + tuple(out), np.result_type(xpad, w))
+    kernels.windows_by_offset(xpad, cols)
+    wide = transient(ws, "conv.offset.y", (c_out, n * positions), cols.dtype) if wide is None else wide
+    np.matmul(w.reshape(c_out, -1).astype(cols.dtype, copy=False), cols.reshape(c_in * k_h * k_w, -1), out=wide)
+    y = np.empty((n, c_out) + tuple(out), cols.dtype) if y is None else y
+    np.copyto(y.reshape(n, c_out, positions), wide.reshape(c_out, n, positions).transpose(1, 0, 2))
+    return y
 
 
 def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):

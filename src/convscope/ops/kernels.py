@@ -40,6 +40,7 @@ def _numba():
         _compiled["depthwise3x3"] = _numba_kernels.depthwise3x3
         _compiled["channel_affine"] = _numba_kernels.channel_affine
         _compiled["batch_norm_train"] = _numba_kernels.batch_norm_train
+        _compiled["windows_by_offset"] = _numba_kernels.windows_by_offset
     return _compiled
 
 
@@ -112,3 +113,16 @@ def batch_norm_train(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional
     run_split(lambda start, stop: kernel(*args, start, stop), c,
               min_part=max(1, MIN_SPLIT_VALUES // max(x3[:, 0].size, 1)))
     return x_hat.reshape(x.shape), y.reshape(x.shape), mean, var, inv_std
+
+
+def windows_by_offset(xpad: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """cols[c, a, e, n, i, j] = xpad[n, c, i + a, j + e] for the padded input xpad (N, C, H_p, W_p)
+    and cols (C, k_h, k_w, N, H_out, W_out): the stride-1 windows, kernel offset by offset
+    (the layout of one GEMM over the batch), the (c, a) pairs split over convscope's threads.
+    Needs numba (callers check :data:`AVAILABLE`); xpad is made C-contiguous in cols' dtype."""
+    xpad = np.ascontiguousarray(xpad, dtype=cols.dtype)
+    pairs = cols.shape[0] * cols.shape[1]
+    kernel = _numba()["windows_by_offset"]
+    run_split(lambda start, stop: kernel(xpad, cols, start, stop), pairs,
+              min_part=max(1, MIN_SPLIT_VALUES // max(cols[0, 0].size, 1)))
+    return cols

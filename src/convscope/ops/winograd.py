@@ -200,10 +200,11 @@ CHUNK_BYTES = 8 << 20
 
 
 def _sample_chunks(n: int, points_per_sample: int, itemsize: int):
-    """(start, stop) ranges over n samples, each chunk's 16·points_per_sample values per
-    sample within CHUNK_BYTES (at least one sample a chunk)."""
-    size = max(1, min(n, CHUNK_BYTES // max(16 * points_per_sample * itemsize, 1)))
-    return [(start, min(n, start + size)) for start in range(0, n, size)]
+    """(start, stop) ranges over n samples in chunks of equal size (±1), each chunk's
+    16·points_per_sample values per sample within CHUNK_BYTES (at least one sample a chunk)."""
+    most = max(1, CHUNK_BYTES // max(16 * points_per_sample * itemsize, 1))
+    chunks = -(-n // most)
+    return [(n * i // chunks, n * (i + 1) // chunks) for i in range(chunks)]
 
 
 def _input_points(x: np.ndarray, pads, th: int, tw: int, key: str, ws: Optional[Workspace]) -> np.ndarray:
