@@ -63,12 +63,17 @@ def test_applies_only_where_exact(kernel, stride, dilation, groups, expected):
     assert applies(kernel, stride, dilation, groups) is expected
 
 
-def test_auto_path_choices():
-    # Winograd where it is exact and wide enough, a plain GEMM for 1×1, im2col otherwise.
+@pytest.mark.parametrize("numba_on", [True, False])
+def test_auto_path_choices(numba_on, monkeypatch):
+    # Winograd where it is exact and wide enough, a plain GEMM for 1×1, the one-GEMM "offset"
+    # path for other stride-1 layers when numba is installed, im2col otherwise.
+    from convscope.ops import kernels
     from convscope.ops.conv import choose_path
+    monkeypatch.setattr(kernels, "AVAILABLE", numba_on)
     pads1, pads0 = ((1, 1), (1, 1)), ((0, 0), (0, 0))
     assert choose_path("auto", (3, 3), (1, 1), (1, 1), 1, pads1, 64, 64) == "winograd"
-    assert choose_path("auto", (3, 3), (1, 1), (1, 1), 1, pads1, 3, 64) == "im2col"
+    assert choose_path("auto", (3, 3), (1, 1), (1, 1), 1, pads1, 3, 64) == ("offset" if numba_on else "im2col")
+    assert choose_path("auto", (3, 3), (1, 1), (2, 2), 1, pads1, 3, 64) == "im2col"   # dilated
     assert choose_path("auto", (3, 3), (2, 2), (1, 1), 1, pads1, 64, 64) == "im2col"
     assert choose_path("auto", (1, 1), (1, 1), (1, 1), 1, pads0, 256, 128) == "pointwise"
     assert choose_path("reference", (3, 3), (1, 1), (1, 1), 1, pads1, 64, 64) == "reference"
@@ -83,9 +88,14 @@ def test_forced_winograd_on_a_layer_matches_torch():
     assert layer._cache is None  # backward ran and freed what forward kept
 
 
-def test_shifted_is_chosen_for_deep_stride_one_windows():
+def test_shifted_is_chosen_for_deep_stride_one_windows(monkeypatch):
+    # Without numba (with it, every one of these takes "offset").
+    from convscope.ops import kernels
     from convscope.ops.conv import choose_path
     none = ((0, 0), (0, 0))
+    assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, none, 6, 16, 14) == \
+        ("offset" if kernels.AVAILABLE else "shifted")
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
     # LeNet conv2: 6·5·5 = 150 values per window, W_p / W_out = 14 / 10 ≤ 1.5.
     assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, none, 6, 16, 14) == "shifted"
     # LeNet conv1: 1·5·5 = 25 values per window: per-sample im2col is faster.

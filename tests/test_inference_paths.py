@@ -250,13 +250,21 @@ def test_batchnorm_training_forward_and_backward_match_torch(numba_on, dtype, af
         np.testing.assert_allclose(layer._params["bias"].grad, module.bias.grad.numpy(), rtol=tol, atol=tol)
 
 
-def test_inference_takes_im2col_where_training_takes_shifted():
-    """LeNet's conv2 (6·5·5 = 150 values per window): "shifted" for training (its one-GEMM
-    dW), im2col for inference; both give the reference loops' output."""
+@pytest.mark.parametrize("numba_on", [True, False] if kernels.AVAILABLE else [False])
+def test_inference_takes_im2col_where_training_takes_shifted(numba_on, monkeypatch):
+    """Without numba, LeNet's conv2 (6·5·5 = 150 values per window): "shifted" for training
+    (its one-GEMM dW), im2col for inference; with numba, "offset" for both; every choice gives
+    the reference loops' output."""
     from convscope.ops.conv import choose_path
+    monkeypatch.setattr(kernels, "AVAILABLE", numba_on)
     pads = ((0, 0), (0, 0))
+    if numba_on:
+        assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14) == "offset"
+        assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14, inference=True) == "offset"
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
     assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14) == "shifted"
     assert choose_path("auto", (5, 5), (1, 1), (1, 1), 1, pads, 6, 16, width=14, inference=True) == "im2col"
+    monkeypatch.setattr(kernels, "AVAILABLE", numba_on)
     rng = np.random.default_rng(6)
     x, w = rng.standard_normal((2, 6, 9, 9)), rng.standard_normal((4, 6, 5, 5))
     expected, _ = conv_ops.conv2d_forward(x, w, None, path="reference")
@@ -284,13 +292,13 @@ def test_build_without_initialisation_gives_zero_parameters_and_the_usual_buffer
 @given(n=st.integers(2, 4), c_in=st.integers(1, 5), c_out=st.integers(1, 6), side=st.integers(3, 11),
        k=st.integers(1, 4), pad=st.integers(0, 2), wide=st.integers(0, 3), float32=st.booleans(),
        threads_known=st.sampled_from([1, 2, 3]))
-def test_one_gemm_inference_matches_the_reference_loops(n, c_in, c_out, side, k, pad, wide, float32,
-                                                      threads_known):
-    """Stride-1 inference with numba takes conv._forward_by_offset (the windows copied offset
-    by offset, one GEMM over the batch): the reference loops' output to 1e-12 in float64 and
-    1e-5 in float32, for any threads splitting the copy; the plan step returns the same bits."""
+def test_offset_path_matches_the_reference_loops(n, c_in, c_out, side, k, pad, wide, float32, threads_known):
+    """The "offset" path (windows copied offset by offset by numba, one GEMM over the batch):
+    forward (inference and training), dx, dW and db equal the reference loops' to 1e-12 in
+    float64 and 1e-5 in float32, for any threads splitting the loops; the inference plan
+    step returns the forward's bits."""
     from convscope import threads
-    from convscope.ops.conv import _by_offset_applies
+    from convscope.ops.conv import choose_path
     threads._known, old = threads_known, threads._known
     try:
         dtype = np.float32 if float32 else np.float64
@@ -300,15 +308,23 @@ def test_one_gemm_inference_matches_the_reference_loops(n, c_in, c_out, side, k,
         b = rng.standard_normal(c_out).astype(dtype)
         if side + 2 * pad < k:
             return
-        assert _by_offset_applies(x.shape, dtype, (1, 1), (1, 1), 1)
-        y, cache = conv_ops.conv2d_forward(x, w, b, 1, pad, keep_for_backward=False, path="im2col")
+        y, cache = conv_ops.conv2d_forward(x, w, b, 1, pad, keep_for_backward=False, path="offset")
         assert cache is None and y.dtype == dtype
-        expected, _ = conv_ops.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
-                                              1, pad, path="reference")
+        x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+        expected, ref_cache = conv_ops.conv2d_forward(x64, w64, b64, 1, pad, path="reference")
         tol = 1e-5 if float32 else 1e-12
         np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
-        run = conv_ops.conv2d_inference_step(x.shape, w.shape, dtype, 1, pad, 1, 1)
-        if run is not None:
+        y_train, cache = conv_ops.conv2d_forward(x, w, b, 1, pad, path="offset")
+        assert cache.path == "offset" and y_train.dtype == dtype
+        np.testing.assert_allclose(y_train, expected, rtol=tol, atol=tol)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        grads = conv_ops.conv2d_backward(dy, cache)
+        for got, want in zip(grads, conv_ops.conv2d_backward(dy.astype(np.float64), ref_cache)):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=tol * 10, atol=tol * 10)
+        if choose_path("auto", (k, k), (1, 1), (1, 1), 1, ((pad, pad), (pad, pad)), c_in, c_out,
+                       inference=True) == "offset":
+            run = conv_ops.conv2d_inference_step(x.shape, w.shape, dtype, 1, pad, 1, 1)
             np.testing.assert_array_equal(run(x, w, b), y)
     finally:
         threads._known = old

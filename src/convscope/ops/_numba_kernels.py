@@ -185,3 +185,21 @@ def windows_by_offset(xpad, cols, start, stop):
                     for j in range(w_out):
                         dst[j] = src[j]
     return cols
+
+
+@numba.njit(cache=True, nogil=True)
+def add_windows_by_offset(dcols, dxpad, start, stop):
+    """The adjoint of :func:`windows_by_offset`: dxpad[n, c, i + a, j + e] += dcols[c, a, e, n, i, j]
+    for the samples start..stop-1 (each sample's pixels are written by one thread only; every
+    pixel gets its terms in the order (c, a, e) ascending, whatever the split)."""
+    ch, k_h, k_w, n, h_out, w_out = dcols.shape
+    for i_n in range(start, stop):
+        for c in range(ch):
+            for a in range(k_h):
+                for e in range(k_w):
+                    for i in range(h_out):
+                        src = dcols[c, a, e, i_n, i]
+                        dst = dxpad[i_n, c, i + a, e:e + w_out]
+                        for j in range(w_out):
+                            dst[j] += src[j]
+    return dxpad

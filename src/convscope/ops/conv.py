@@ -40,12 +40,18 @@ Several paths compute the same numbers:
   outputs are computed W_p wide (the extra columns are cropped, their gradients zero), and
   forward and dW are each ONE GEMM over the batch (cols is (C·k_h·k_w, N·H_out·W_p)).
 
+* ``"offset"`` (needs numba): stride-1, undilated, ungrouped layers with the windows copied
+  kernel offset by offset into cols (C·k_h·k_w, N·H_out·W_out) by a plain compiled loop, so
+  forward, dW and the window gradients are each ONE GEMM over the batch (no garbage columns,
+  unlike "shifted"); the window gradients go back onto the input by the adjoint loop.
+
 ``path=None`` (what layers pass) uses the path of the innermost enclosing
 ``with using_path(name):`` block, a scoped override that ends with the block and is private
 to its thread or asyncio task (a context variable), else ``"auto"``. (:func:`set_default_path`
 changes the fallback for the whole process; kept for old scripts.) ``"auto"`` (alias
 ``"fast"``) picks Winograd for stride-1 3×3 layers with at least ``WINOGRAD_MIN_CHANNELS``
-input and output channels, ``"pointwise"`` for 1×1 layers, ``"shifted"`` for other stride-1 layers with deep enough windows, ``"depthwise"`` for
+input and output channels, ``"pointwise"`` for 1×1 layers, ``"offset"`` for other stride-1
+layers when numba is installed (else ``"shifted"`` for those with deep enough windows), ``"depthwise"`` for
 layers with groups = C_in = C_out (k_h·k_w vectorised multiply-adds: one filter per channel
 leaves no GEMM worth doing), and im2col otherwise. ``"space_to_depth"`` (forced only)
 rewrites a strided layer as a stride-1 one over the s×s input phases. 1-D convolution is
@@ -68,7 +74,7 @@ from ..shapes import conv_output_size
 from . import kernels, winograd
 from .conv_backward import shifted_input_grad, weight_grad
 from .im2col import col2im_add, pad2d, unpad2d, window_view
-from .workspace import Workspace, fresh_copy, scratch, step_buffer, transient
+from .workspace import Workspace, fresh_copy, scratch, step_buffer, transient, transient_scope
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backward",
            "using_path", "set_default_path", "get_default_path", "PATHS"]
@@ -76,8 +82,8 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backwa
 #: Every path. "auto" (alias "fast") picks per layer: depthwise multiply-adds for
 #: groups = C_in = C_out, Winograd for wide stride-1 3×3 layers, a plain GEMM for 1×1
 #: ("pointwise"), shifted im2col for deep stride-1 windows, im2col otherwise.
-PATHS = ("auto", "fast", "im2col", "shifted", "pointwise", "depthwise", "space_to_depth", "winograd",
-         "reference")
+PATHS = ("auto", "fast", "im2col", "shifted", "offset", "pointwise", "depthwise", "space_to_depth",
+         "winograd", "reference")
 _default_path = "auto"
 #: The scoped override set by :func:`using_path` (None outside any such block).
 _scoped_path: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar("convscope_conv_path",
@@ -145,6 +151,9 @@ def _unavailable(path: str, kernel, stride, dilation, groups: int, pads, c_in: i
         return "stride > 1, dilation 1 and groups 1"
     if path == "shifted" and (tuple(stride) != (1, 1) or groups != 1):
         return "stride 1 and groups 1"
+    if path == "offset" and not (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1
+                                 and kernels.AVAILABLE):
+        return "stride 1, dilation 1, groups 1 and numba (the fast extra)"
     if path == "pointwise" and not (tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and groups == 1
                                     and not any(map(any, pads))):
         return "a 1×1 kernel, stride 1, groups 1 and no padding"
@@ -182,6 +191,8 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
         return "winograd"
     if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
         return "pointwise"
+    if _unavailable("offset", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
+        return "offset"
     if not inference and groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
             and shifted_applies(kernel, stride, dilation, pads, width):
         return "shifted"
@@ -352,10 +363,10 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     elif path == "depthwise":
         xpad = pad2d(x, pads)
         y, data = _forward_depthwise(xpad, w, stride, dilation, out, workspace), xpad
-    elif path == "im2col" and not keep_for_backward and _by_offset_applies(x.shape, np.result_type(x, w), stride,
-                                                                           dilation, groups):
-        y, data = _forward_by_offset(pad2d(x, pads), w, out, workspace), None
-    elif path == "im2col":
+    elif path == "offset" and _offset_dtype(np.result_type(x, w)):
+        y, data = _forward_by_offset(pad2d(x, pads), w, out, workspace), x   # backward copies the windows again
+    elif path in ("im2col", "offset"):   # (offset: numba's loops take float32 and float64 only)
+        path = "im2col"
         y, _ = _forward_fast(pad2d(x, pads), w, kernel, stride, dilation, groups, out, workspace)
         data = x   # backward copies the windows again (see _backward_fast)
     else:
@@ -380,11 +391,11 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
     out = _output_size("conv2d", x_shape, kernel, stride, pads, dilation)
     path = choose_path(None, kernel, stride, dilation, groups, pads, x_shape[1], w_shape[0], x_shape[3],
                        inference=True, out_size=out, batch=x_shape[0])
-    if path != "im2col":
+    if path not in ("im2col", "offset"):
         return None
 
     n, c_out = x_shape[0], w_shape[0]
-    if _by_offset_applies(x_shape, dtype, stride, dilation, groups):
+    if path == "offset" and _offset_dtype(dtype):
         cols = step_buffer((x_shape[1],) + kernel + (n,) + tuple(out), dtype)
         wide = step_buffer((c_out, n * out[0] * out[1]), dtype)
         y_buffer = step_buffer((n, c_out) + tuple(out), dtype)
@@ -425,6 +436,8 @@ def conv2d_backward(dy: np.ndarray, cache: ConvCache, need_dx: bool = True):
         dx, dw = _backward_pointwise(dy, cache, need_dx)
     elif cache.path == "shifted":
         dx, dw = _backward_shifted(dy, cache, need_dx)
+    elif cache.path == "offset":
+        dx, dw = _backward_by_offset(dy, cache, need_dx)
     elif cache.path == "depthwise":
         dx, dw = _backward_depthwise(dy, cache, need_dx)
     elif cache.path == "space_to_depth":
@@ -507,11 +520,9 @@ def _windows_again(cache: ConvCache, out) -> np.ndarray:
     return cols.reshape(x.shape[0], cache.groups, -1, out[0] * out[1])
 
 
-def _by_offset_applies(x_shape, dtype, stride, dilation, groups: int) -> bool:
-    """Whether an inference pass takes :func:`_forward_by_offset`: stride 1, no dilation, one
-    group, more than one sample, numba installed and a float32/float64 result ``dtype``."""
-    return (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and x_shape[0] > 1
-            and kernels.AVAILABLE and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64)))
+def _offset_dtype(dtype) -> bool:
+    """Whether the "offset" path's numba loops take this dtype (float32, float64)."""
+    return np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _forward_by_offset(xpad, w, out, ws=None, cols=None, wide=None, y=None):
@@ -533,6 +544,42 @@ def _forward_by_offset(xpad, w, out, ws=None, cols=None, wide=None, y=None):
     y = np.empty((n, c_out) + tuple(out), cols.dtype) if y is None else y
     np.copyto(y.reshape(n, c_out, positions), wide.reshape(c_out, n, positions).transpose(1, 0, 2))
     return y
+
+
+def _backward_by_offset(dy, cache: ConvCache, need_dx: bool = True):
+    """Backward of :func:`_forward_by_offset`, one GEMM each for dW and the window gradients:
+
+        dW (C_out, K)      = dy (C_out, N·P) @ colsᵀ,   cols the windows copied again from x
+        dcols (K, N·P)     = Wᵀ @ dy,   then added back onto the padded input's pixels
+                             (numba's adjoint loop, samples split over threads)."""
+    x, w = cache.data, cache.w
+    n, c_in = x.shape[:2]
+    c_out, _, k_h, k_w = w.shape
+    out = tuple(dy.shape[2:])
+    positions = out[0] * out[1]
+    dtype = np.result_type(dy, w)
+    ws = cache.workspace
+    dy_t = transient(ws, "conv.offset.dy", (c_out, n, positions), dtype)
+    np.copyto(dy_t, dy.reshape(n, c_out, positions).transpose(1, 0, 2))
+    dy_mat = dy_t.reshape(c_out, n * positions)
+    with transient_scope(ws):   # the windows die once dW is made
+        cols = transient(ws, "conv.offset.cols", (c_in, k_h, k_w, n) + out, dtype)
+        kernels.windows_by_offset(pad2d(x, cache.pads), cols)
+        dw = np.matmul(dy_mat, cols.reshape(-1, n * positions).T)
+    dw = dw.reshape(w.shape)
+    if not need_dx:
+        return None, dw
+    dcols = np.matmul(w.reshape(c_out, -1).T.astype(dtype, copy=False), dy_mat,
+                      out=transient(ws, "conv.offset.dcols", (c_in * k_h * k_w, n * positions), dtype))
+    (top, bottom), (left, right) = cache.pads
+    height, width = x.shape[2:]
+    padded = (n, c_in, height + top + bottom, width + left + right)
+    if padded == tuple(x.shape):
+        return kernels.add_windows_by_offset(dcols.reshape(c_in, k_h, k_w, n, *out), np.zeros(padded, dtype)), dw
+    dxpad = transient(ws, "conv.offset.dxpad", padded, dtype)
+    dxpad.fill(0)
+    kernels.add_windows_by_offset(dcols.reshape(c_in, k_h, k_w, n, *out), dxpad)
+    return fresh_copy(unpad2d(dxpad, cache.pads)), dw
 
 
 def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):

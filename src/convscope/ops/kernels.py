@@ -41,6 +41,7 @@ def _numba():
         _compiled["channel_affine"] = _numba_kernels.channel_affine
         _compiled["batch_norm_train"] = _numba_kernels.batch_norm_train
         _compiled["windows_by_offset"] = _numba_kernels.windows_by_offset
+        _compiled["add_windows_by_offset"] = _numba_kernels.add_windows_by_offset
     return _compiled
 
 
@@ -126,3 +127,14 @@ def windows_by_offset(xpad: np.ndarray, cols: np.ndarray) -> np.ndarray:
     run_split(lambda start, stop: kernel(xpad, cols, start, stop), pairs,
               min_part=max(1, MIN_SPLIT_VALUES // max(cols[0, 0].size, 1)))
     return cols
+
+
+def add_windows_by_offset(dcols: np.ndarray, dxpad: np.ndarray) -> np.ndarray:
+    """dxpad[n, c, i + a, j + e] += dcols[c, a, e, n, i, j]: the adjoint of
+    :func:`windows_by_offset` (dcols C-contiguous, dxpad (N, C, H_p, W_p) C-contiguous and
+    of dcols' dtype), the samples split over convscope's threads. Needs numba."""
+    kernel = _numba()["add_windows_by_offset"]
+    n = dxpad.shape[0]
+    run_split(lambda start, stop: kernel(dcols, dxpad, start, stop), n,
+              min_part=max(1, MIN_SPLIT_VALUES // max(dxpad[0].size, 1)))
+    return dxpad
