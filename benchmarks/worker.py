@@ -167,7 +167,12 @@ def make_step(engine: str, key: str, job: dict):
 def set_threads(engine: str, threads: int) -> None:
     if engine.startswith("convscope"):
         import convscope as cs
+        from convscope.ops import kernels
         cs.set_num_threads(threads)
+        # numba (the optional compiled loops) is loaded with the imports, before the memory
+        # baseline, as torch's libraries are: importing it adds about 110 MB of RSS, which
+        # the first convolution would otherwise count as the step's memory.
+        kernels.load()
     elif engine == "torch":
         import torch
         torch.set_num_threads(threads)
