@@ -146,14 +146,14 @@ def test_zoo_models_with_residual_and_concat_blocks(name, shape):
 def test_a_plan_counts_the_buffers_it_keeps():
     """LeNet-5 at batch 2: conv1 keeps its product 6·784 and windows 25·784, relu 6·784, pool
     6·196, conv2 16·100 and 150·100, relu 16·100, pool 16·25, linear 120, relu 120, linear 10
-    values per sample, float32: 49,034 values = 196,136 bytes per sample; with numba the
-    convolutions' one-GEMM steps (conv._forward_by_offset) also keep the product in GEMM
-    layout: 6·784 + 16·100 more."""
+    values per sample, float32: 49,034 values = 196,136 bytes per sample; with numba conv2's
+    one-GEMM step (conv._forward_by_offset, for maps under 256 positions) also keeps its
+    product in GEMM layout: 16·100 more."""
     model = cs.parse_text("conv2d(6, 5) -> relu -> maxpool2d(2) -> conv2d(16, 5) -> relu -> maxpool2d(2) -> "
                           "flatten -> linear(120) -> relu -> linear(10)", input_shape=(1, 32, 32)).build(seed=0)
     model.forward(np.zeros((2, 1, 32, 32), np.float32))
     per_sample = 6 * 784 + 25 * 784 + 6 * 784 + 6 * 196 + 16 * 100 + 150 * 100 + 16 * 100 + 16 * 25 + 120 + 120 + 10
     from convscope.ops import kernels
-    if kernels.AVAILABLE:   # the one-GEMM steps keep their product twice: (C_out, N·P), then NCHW
-        per_sample += 6 * 784 + 16 * 100
+    if kernels.AVAILABLE:   # conv2's one-GEMM step keeps its product twice: (C_out, N·P), then NCHW
+        per_sample += 16 * 100
     assert plan.plan_bytes(model) == 2 * per_sample * 4
