@@ -170,8 +170,9 @@ def set_threads(engine: str, threads: int) -> None:
         from convscope.ops import kernels
         cs.set_num_threads(threads)
         # numba (the optional compiled loops) is loaded with the imports, before the memory
-        # baseline, as torch's libraries are: importing it adds about 110 MB of RSS, which
-        # the first convolution would otherwise count as the step's memory.
+        # baseline, as torch's libraries are: importing it and loading its compiled code adds
+        # about 125 MB of RSS once per process, which the first convolution would otherwise
+        # count as the step's memory.
         kernels.load()
     elif engine == "torch":
         import torch

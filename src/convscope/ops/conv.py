@@ -191,9 +191,9 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
         return "winograd"
     if _unavailable("pointwise", kernel, stride, dilation, groups, pads, c_in, c_out) is None:
         return "pointwise"
-    if _unavailable("offset", kernel, stride, dilation, groups, pads, c_in, c_out) is None and not (
-            inference and out_size is not None and batch is not None
-            and (batch == 1 or out_size[0] * out_size[1] >= OFFSET_MAX_INFERENCE_POSITIONS)):
+    if _unavailable("offset", kernel, stride, dilation, groups, pads, c_in, c_out) is None and (
+            out_size is None or batch is None or _offset_pays(c_in * kernel[0] * kernel[1], batch, out_size,
+                                                              inference)):
         return "offset"
     if not inference and groups == 1 and c_in * kernel[0] * kernel[1] >= SHIFTED_MIN_DEPTH \
             and shifted_applies(kernel, stride, dilation, pads, width):
@@ -209,6 +209,21 @@ def choose_path(path: Optional[str], kernel, stride, dilation, groups: int, pads
 #: training; 4×4 at batch 8 (128) 11.6 against 17.3 ms forward; 2×2 at batch 32 (128)
 #: 15 against 34 ms forward, 53 against 80 ms training.
 WINOGRAD_MIN_POSITIONS = 100
+
+#: "offset" is taken only for window matrices of at least this many values (2 MB in float32):
+#: below, the per-sample paths are as fast, and they need no compiled loops, whose first use
+#: costs a process about 0.5 s and 125 MB (numba's import and runtime). The main job's CNN on
+#: 8×8 digits (windows of 18K and 295K values) took 5.95 s with "offset" and 5.44 s without.
+OFFSET_MIN_VALUES = 1 << 19
+
+
+def _offset_pays(depth: int, batch: int, out_size, inference: bool) -> bool:
+    """Whether "auto" takes "offset" for a window matrix of depth × batch·H_out·W_out values."""
+    positions = out_size[0] * out_size[1]
+    if depth * batch * positions < OFFSET_MIN_VALUES:
+        return False
+    return not inference or (batch > 1 and positions < OFFSET_MAX_INFERENCE_POSITIONS)
+
 
 #: Inference takes "offset" (one GEMM over the batch, then a copy to NCHW) only for maps of
 #: fewer output positions than this, where per-sample products are thin (LeNet-5's conv2:

@@ -46,10 +46,13 @@ def _numba():
 
 
 def load() -> None:
-    """Import numba and the compiled kernels now rather than at their first use (which then
-    pays the import, about 0.3 s and 110 MB of RSS); nothing without numba."""
+    """Import numba and load the compiled kernels now rather than at their first use, which
+    otherwise pays it: importing numba adds about 67 MB of RSS, and the first call of a
+    kernel another 57 MB (LLVM's runtime and the cached machine code), once per process.
+    Nothing without numba."""
     if AVAILABLE:
-        _numba()
+        x = np.zeros((1, 1, 2, 2), np.float32)
+        windows_by_offset(x, np.empty((1, 1, 1, 1, 2, 2), np.float32))
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride, dilation, pads,

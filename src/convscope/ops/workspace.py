@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -95,23 +95,18 @@ class Budget:
     # arena only needs the deepest stack of live transients, not one buffer per name (which
     # kept 335 MB alive for ResNet-18 at batch 32 against a deepest stack of about 120 MB).
 
-    @contextlib.contextmanager
-    def transient_scope(self) -> Iterator[None]:
-        """Transients requested inside the block are freed when it ends (see :meth:`transient`)."""
-        if not self._scopes and self._high > (0 if self._arena is None else self._arena.nbytes):
-            # Nothing is live between outermost scopes: the arena grows to the deepest stack
-            # seen so far (a request that did not fit was given an array of its own meanwhile).
-            size = min(self._high, self.max_bytes)
-            _raise_malloc_threshold()
-            self._arena = None
-            self._arena = np.empty(size, np.uint8)
-        top = self._top
-        self._scopes.append({})
-        try:
-            yield
-        finally:
-            self._scopes.pop()
-            self._top = top
+    def transient_scope(self) -> "_Scope":
+        """``with budget.transient_scope():`` frees the transients requested inside the block
+        when it ends (see :meth:`transient`)."""
+        return _Scope(self)
+
+    def _grow_arena(self) -> None:
+        """Between outermost scopes nothing is live: the arena grows to the deepest stack seen
+        so far (a request that did not fit was given an array of its own meanwhile)."""
+        size = min(self._high, self.max_bytes)
+        _raise_malloc_threshold()
+        self._arena = None
+        self._arena = np.empty(size, np.uint8)
 
     def _arena_region(self, key, size: int, dtype: np.dtype) -> np.ndarray:
         """A flat ``size``-element region for ``key`` in the innermost scope."""
@@ -164,6 +159,28 @@ def _raise_malloc_threshold() -> None:
         _threshold_raised = True
         # (a block's chunk carries a header, so a block of exactly the maximum would exceed it)
         np.empty(_GLIBC_MMAP_THRESHOLD_MAX - (64 << 10), np.uint8)
+
+
+class _Scope:
+    """The context manager of :meth:`Budget.transient_scope` (a class: entered on every layer
+    call, where a generator-based one cost several times more)."""
+
+    __slots__ = ("budget", "top")
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+
+    def __enter__(self) -> None:
+        budget = self.budget
+        if not budget._scopes and budget._high > (0 if budget._arena is None else budget._arena.nbytes):
+            budget._grow_arena()
+        self.top = budget._top
+        budget._scopes.append({})
+
+    def __exit__(self, *exc) -> bool:
+        self.budget._scopes.pop()
+        self.budget._top = self.top
+        return False
 
 
 class Workspace:
