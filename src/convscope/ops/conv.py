@@ -81,7 +81,8 @@ __all__ = ["conv2d_forward", "conv2d_backward", "conv1d_forward", "conv1d_backwa
 
 #: Every path. "auto" (alias "fast") picks per layer: depthwise multiply-adds for
 #: groups = C_in = C_out, Winograd for wide stride-1 3×3 layers, a plain GEMM for 1×1
-#: ("pointwise"), shifted im2col for deep stride-1 windows, im2col otherwise.
+#: ("pointwise"), "offset" for other stride-1 layers with numba (else shifted im2col for deep
+#: stride-1 windows), im2col otherwise.
 PATHS = ("auto", "fast", "im2col", "shifted", "offset", "pointwise", "depthwise", "space_to_depth",
          "winograd", "reference")
 _default_path = "auto"
@@ -216,6 +217,13 @@ WINOGRAD_MIN_POSITIONS = 100
 #: 8×8 digits (windows of 18K and 295K values) took 5.95 s with "offset" and 5.44 s without.
 OFFSET_MIN_VALUES = 1 << 19
 
+#: Inference takes "offset" (one GEMM over the batch, then a copy to NCHW) only for maps of
+#: fewer output positions than this, where per-sample products are thin (LeNet-5's conv2:
+#: 100 positions, 1.79 -> 1.15 ms at batch 64); on larger maps per-sample GEMMs are already
+#: efficient and write NCHW directly (CIFAR's 3->32 stem at 32×32: 0.43 of torch's time by
+#: im2col, 0.80 by "offset"). A single sample is one plain GEMM either way (im2col).
+OFFSET_MAX_INFERENCE_POSITIONS = 256
+
 
 def _offset_pays(depth: int, batch: int, out_size, inference: bool) -> bool:
     """Whether "auto" takes "offset" for a window matrix of depth × batch·H_out·W_out values."""
@@ -224,13 +232,6 @@ def _offset_pays(depth: int, batch: int, out_size, inference: bool) -> bool:
         return False
     return not inference or (batch > 1 and positions < OFFSET_MAX_INFERENCE_POSITIONS)
 
-
-#: Inference takes "offset" (one GEMM over the batch, then a copy to NCHW) only for maps of
-#: fewer output positions than this, where per-sample products are thin (LeNet-5's conv2:
-#: 100 positions, 1.79 -> 1.15 ms at batch 64); on larger maps per-sample GEMMs are already
-#: efficient and write NCHW directly (CIFAR's 3->32 stem at 32×32: 0.43 of torch's time by
-#: im2col, 0.80 by "offset"). A single sample is one plain GEMM either way (im2col).
-OFFSET_MAX_INFERENCE_POSITIONS = 256
 
 #: The shifted path computes W_p instead of W_out columns per row; past this ratio the
 #: wasted GEMM work outweighs the faster copy.
@@ -272,7 +273,7 @@ class ConvCache:
     pads: Tuple[Tuple[int, int], Tuple[int, int]]
     dilation: Tuple[int, int]
     groups: int
-    # im2col: x; shifted: (x, padded shape); pointwise: x; depthwise and
+    # im2col, offset, pointwise: x; shifted: (x, padded shape); depthwise and
     # reference: xpad; winograd: its own cache; space_to_depth: (inner cache, shapes).
     data: object
     workspace: Optional[Workspace] = None   # the caller's scratch, reused by backward
@@ -511,15 +512,11 @@ def _backward_reference(dy, cache: ConvCache):
 
 
 def _forward_fast(xpad, w, kernel, stride, dilation, groups, out, ws=None, y=None, cols=None):
-    n_batch, c_in = xpad.shape[:2]
+    n_batch = xpad.shape[0]
     c_out = w.shape[0]
     k = w.shape[1] * kernel[0] * kernel[1]
     positions = out[0] * out[1]
-    # The one copy: (N, C, k_h, k_w, H_out, W_out) is (N, G, C_g·k_h·k_w, P) in memory.
-    shape = (n_batch, c_in, kernel[0], kernel[1], out[0], out[1])
-    cols = transient(ws, "conv.cols", shape, xpad.dtype) if cols is None else cols
-    np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
-    cols = cols.reshape(n_batch, groups, k, positions)
+    cols = _copy_windows(xpad, kernel, stride, dilation, out, groups, ws, cols)
     if n_batch * groups == 1:  # one plain GEMM: numpy's stacked matmul costs ~3 µs more a call
         y = np.empty((1, 1, c_out, positions), np.result_type(w, cols)) if y is None else y
         np.matmul(w.reshape(c_out, k), cols[0, 0], out=y[0, 0])
@@ -535,13 +532,19 @@ def _windows_again(cache: ConvCache, out) -> np.ndarray:
     (ResNet-18's strided 3×3 layers: 2.25×; LeNet-5's conv1: 19×): one more copy per
     backward, for a cache the size of the input (x is usually alive anyway, the previous
     layer's output). The copy is a transient of the model's arena."""
-    x, w = cache.data, cache.w
-    kernel = w.shape[2:]
-    xpad = pad2d(x, cache.pads)
-    shape = (x.shape[0], x.shape[1]) + tuple(kernel) + tuple(out)
-    cols = transient(cache.workspace, "conv.cols", shape, xpad.dtype)
-    np.copyto(cols, window_view(xpad, kernel, cache.stride, cache.dilation, out))
-    return cols.reshape(x.shape[0], cache.groups, -1, out[0] * out[1])
+    return _copy_windows(pad2d(cache.data, cache.pads), cache.w.shape[2:], cache.stride, cache.dilation, out,
+                         cache.groups, cache.workspace)
+
+
+def _copy_windows(xpad, kernel, stride, dilation, out, groups: int, ws=None, cols=None) -> np.ndarray:
+    """The windows of xpad as im2col's matrix (N, G, C_g·k_h·k_w, H_out·W_out): one copy of
+    the strided view (N, C, k_h, k_w, H_out, W_out), which is that matrix in memory, into
+    ``cols`` or a transient of ``ws``'s model."""
+    n, c_in = xpad.shape[:2]
+    shape = (n, c_in) + tuple(kernel) + tuple(out)
+    cols = transient(ws, "conv.cols", shape, xpad.dtype) if cols is None else cols
+    np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
+    return cols.reshape(n, groups, c_in // groups * kernel[0] * kernel[1], out[0] * out[1])
 
 
 def _offset_dtype(dtype) -> bool:
@@ -598,12 +601,11 @@ def _backward_by_offset(dy, cache: ConvCache, need_dx: bool = True):
     (top, bottom), (left, right) = cache.pads
     height, width = x.shape[2:]
     padded = (n, c_in, height + top + bottom, width + left + right)
-    if padded == tuple(x.shape):
-        return kernels.add_windows_by_offset(dcols.reshape(c_in, k_h, k_w, n, *out), np.zeros(padded, dtype)), dw
-    dxpad = transient(ws, "conv.offset.dxpad", padded, dtype)
+    has_pad = padded != tuple(x.shape)
+    dxpad = transient(ws, "conv.offset.dxpad", padded, dtype) if has_pad else np.empty(padded, dtype)
     dxpad.fill(0)
     kernels.add_windows_by_offset(dcols.reshape(c_in, k_h, k_w, n, *out), dxpad)
-    return fresh_copy(unpad2d(dxpad, cache.pads)), dw
+    return (fresh_copy(unpad2d(dxpad, cache.pads)) if has_pad else dxpad), dw
 
 
 def _backward_fast(dy, cache: ConvCache, need_dx: bool = True):

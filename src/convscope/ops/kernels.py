@@ -29,20 +29,28 @@ from ..threads import run_split
 #: happens only when a kernel is first used).
 AVAILABLE = importlib.util.find_spec("numba") is not None
 
-_compiled = {}
+_compiled = []
 
 
 def _numba():
-    """The compiled kernels (importing numba and loading them on first use)."""
+    """The module of compiled kernels, :mod:`convscope.ops._numba_kernels` (imported, with
+    numba, on first use)."""
     if not _compiled:
         from . import _numba_kernels
-        _compiled["depthwise"] = _numba_kernels.depthwise
-        _compiled["depthwise3x3"] = _numba_kernels.depthwise3x3
-        _compiled["channel_affine"] = _numba_kernels.channel_affine
-        _compiled["batch_norm_train"] = _numba_kernels.batch_norm_train
-        _compiled["windows_by_offset"] = _numba_kernels.windows_by_offset
-        _compiled["add_windows_by_offset"] = _numba_kernels.add_windows_by_offset
-    return _compiled
+        _compiled.append(_numba_kernels)
+    return _compiled[0]
+
+
+#: Work split over threads comes in parts of at least this many values.
+MIN_SPLIT_VALUES = 1 << 16
+
+
+def _split(kernel, args, total: int, values_per_item: int) -> None:
+    """``kernel(*args, start, stop)`` over ``range(total)``, split over convscope's threads in
+    parts of at least MIN_SPLIT_VALUES values (below, handing a part to another thread costs
+    more than it saves)."""
+    run_split(lambda start, stop: kernel(*args, start, stop), total,
+              min_part=max(1, MIN_SPLIT_VALUES // max(values_per_item, 1)))
 
 
 def load() -> None:
@@ -69,23 +77,18 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], str
     y = np.empty((x.shape[0], x.shape[1]) + tuple(out), dtype=dtype)
     (top, _), (left, _) = pads
     if w3.shape[1:] == (3, 3) and tuple(dilation) == (1, 1):
-        kernel = _numba()["depthwise3x3"]
+        kernel = _numba().depthwise3x3
         args = (x, w3, bias, int(stride[0]), int(stride[1]), int(top), int(left), y)
     else:
-        kernel = _numba()["depthwise"]
+        kernel = _numba().depthwise
         args = (x, w3, bias, int(stride[0]), int(stride[1]), int(dilation[0]), int(dilation[1]), int(top),
                 int(left), y)
-    plane_work = int(np.prod(out)) * w3.shape[1] * w3.shape[2]
     # The planes split over convscope's threads (parts of at least ~64k multiply-adds).
-    run_split(lambda start, stop: kernel(*args, start, stop), x.shape[0] * x.shape[1],
-              min_part=max(1, (1 << 16) // max(plane_work, 1)))
+    _split(kernel, args, x.shape[0] * x.shape[1], int(np.prod(out)) * w3.shape[1] * w3.shape[2])
     return y
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-#: Work split over threads comes in parts of at least this many values (below, handing a part
-#: to another thread costs more than it saves).
-MIN_SPLIT_VALUES = 1 << 16
 #: Element-wise kernels only pay for their call below this many values (NumPy then).
 MIN_ELEMENTWISE = 1 << 14
 
@@ -100,7 +103,7 @@ def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> Optio
     x = np.ascontiguousarray(x)
     planes = x.shape[0] * x.shape[1]
     y = np.empty_like(x)
-    _numba()["channel_affine"](x.reshape(planes, -1), scale.astype(x.dtype), shift.astype(x.dtype),
+    _numba().channel_affine(x.reshape(planes, -1), scale.astype(x.dtype), shift.astype(x.dtype),
                                y.reshape(planes, -1))
     return y
 
@@ -119,10 +122,8 @@ def batch_norm_train(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional
     mean, var, inv_std = (np.empty(c, x.dtype) for _ in range(3))
     gamma = np.ones(c, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
     beta = np.zeros(c, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
-    kernel = _numba()["batch_norm_train"]
-    args = (x3, gamma, beta, float(eps), x_hat, y, mean, var, inv_std)
-    run_split(lambda start, stop: kernel(*args, start, stop), c,
-              min_part=max(1, MIN_SPLIT_VALUES // max(x3[:, 0].size, 1)))
+    _split(_numba().batch_norm_train, (x3, gamma, beta, float(eps), x_hat, y, mean, var, inv_std), c,
+           x3[:, 0].size)
     return x_hat.reshape(x.shape), y.reshape(x.shape), mean, var, inv_std
 
 
@@ -132,10 +133,7 @@ def windows_by_offset(xpad: np.ndarray, cols: np.ndarray) -> np.ndarray:
     (the layout of one GEMM over the batch), the (c, a) pairs split over convscope's threads.
     Needs numba (callers check :data:`AVAILABLE`); xpad is made C-contiguous in cols' dtype."""
     xpad = np.ascontiguousarray(xpad, dtype=cols.dtype)
-    pairs = cols.shape[0] * cols.shape[1]
-    kernel = _numba()["windows_by_offset"]
-    run_split(lambda start, stop: kernel(xpad, cols, start, stop), pairs,
-              min_part=max(1, MIN_SPLIT_VALUES // max(cols[0, 0].size, 1)))
+    _split(_numba().windows_by_offset, (xpad, cols), cols.shape[0] * cols.shape[1], cols[0, 0].size)
     return cols
 
 
@@ -143,8 +141,5 @@ def add_windows_by_offset(dcols: np.ndarray, dxpad: np.ndarray) -> np.ndarray:
     """dxpad[n, c, i + a, j + e] += dcols[c, a, e, n, i, j]: the adjoint of
     :func:`windows_by_offset` (dcols C-contiguous, dxpad (N, C, H_p, W_p) C-contiguous and
     of dcols' dtype), the samples split over convscope's threads. Needs numba."""
-    kernel = _numba()["add_windows_by_offset"]
-    n = dxpad.shape[0]
-    run_split(lambda start, stop: kernel(dcols, dxpad, start, stop), n,
-              min_part=max(1, MIN_SPLIT_VALUES // max(dxpad[0].size, 1)))
+    _split(_numba().add_windows_by_offset, (dcols, dxpad), dxpad.shape[0], dxpad[0].size)
     return dxpad

@@ -62,26 +62,25 @@ def batch_norm_forward(x: np.ndarray, weight: Optional[np.ndarray], bias: Option
         # numba's three passes without temporaries (float64 sums), when installed
         fused = kernels.batch_norm_train(x, weight, bias, eps) if weight is None or weight.dtype == x.dtype \
             else None
-        if fused is not None:
-            x_hat, y, mean, var, inv_std = fused
-            return y, {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "training": True,
-                       "affine": (weight is not None, bias is not None), "mean": mean, "var": var,
-                       "count": count}
-        axes = _channel_axes(x)
-        mean = x.mean(axis=axes)
-        centred = x - _per_channel(mean, x.ndim)
-        var = np.mean(centred * centred, axis=axes)
+        if fused is None:
+            axes = _channel_axes(x)
+            mean = x.mean(axis=axes)
+            centred = x - _per_channel(mean, x.ndim)
+            var = np.mean(centred * centred, axis=axes)
     else:
         if running_mean is None or running_var is None:
             raise ConvscopeError("batch normalisation in eval mode needs running statistics; "
                                  "pass running_mean and running_var or use training=True")
-        count, mean, var = None, running_mean, running_var
+        fused, count, mean, var = None, None, running_mean, running_var
         centred = x - _per_channel(mean, x.ndim)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat = centred * _per_channel(inv_std, x.ndim)
-    y = x_hat if weight is None else x_hat * _per_channel(weight, x.ndim)
-    if bias is not None:
-        y = y + _per_channel(bias, x.ndim)
+    if fused is not None:
+        x_hat, y, mean, var, inv_std = fused
+    else:
+        inv_std = 1.0 / np.sqrt(var + eps)
+        x_hat = centred * _per_channel(inv_std, x.ndim)
+        y = x_hat if weight is None else x_hat * _per_channel(weight, x.ndim)
+        if bias is not None:
+            y = y + _per_channel(bias, x.ndim)
     cache = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "training": training,
              "affine": (weight is not None, bias is not None)}
     if training:

@@ -188,7 +188,7 @@ def conv3x3_forward(x: np.ndarray, w: Optional[np.ndarray], b, pads, *, keep_for
         # for every 4 pixels), and keeping it cost ResNet-18 (CIFAR stem, batch 32) 274 MB of
         # its 732 MB peak, where x is usually alive anyway (the previous layer's output).
         cache = {"x": x, "w": w, "pads": pads, "tiles": (th, tw), "has_bias": b is not None,
-                 "workspace": ws}
+                 "workspace": ws, "key": key}
     return y, cache
 
 
@@ -242,7 +242,7 @@ def conv3x3_backward(dy: np.ndarray, cache, need_dx: bool = True):
             dm = _output_points_grad(dy[start:stop], th, tw, tws)
             part = du if start == 0 else scratch(tws, "wino.du", (16, k, c), dtype)
             with transient_scope(tws):   # the forward's V again, dead once its product is made
-                v = _input_points(x[start:stop], cache["pads"], th, tw, "wino", tws)
+                v = _input_points(x[start:stop], cache["pads"], th, tw, cache["key"], tws)
                 np.matmul(dm.reshape(16, k, -1), v.transpose(0, 2, 1), out=part)
             if part is not du:
                 du += part
