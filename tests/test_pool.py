@@ -308,3 +308,68 @@ def test_forward_on_a_too_small_batch_and_backward_misuse():
     pool.forward(np.zeros((1, 1, 6, 6)))
     with pytest.raises(ConvscopeError, match=r"backward expects dy of shape \(1, 1, 2, 2\)"):
         pool.backward(np.zeros((1, 1, 3, 3)))
+
+
+# ----- numba's loops (ops/kernels.py) against PyTorch ----------------------------------------
+
+class _compiled_pools:
+    """Inside: numba's pooling loops take every float input (no minimum size)."""
+
+    def __enter__(self):
+        from convscope.ops import kernels
+        self.kernels, self.saved = kernels, kernels.MIN_ELEMENTWISE
+        kernels.MIN_ELEMENTWISE = 0
+
+    def __exit__(self, *exc):
+        self.kernels.MIN_ELEMENTWISE = self.saved
+
+
+@FAST
+@given(sliding_case(2))
+def test_maxpool2d_matches_torch_through_numba(case):
+    # The same oracle as above with every input on the compiled loops (the 2×2 stride-2 forward,
+    # the overlapping-window backward), which otherwise start at kernels.MIN_ELEMENTWISE values.
+    pytest.importorskip("numba")
+    kernel, stride, padding, dilation, shape, batch, ceil_mode = case
+    with _compiled_pools():
+        _check_sliding(MaxPool2d(kernel, stride, padding, dilation, ceil_mode),
+                       torch.nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode), shape, batch)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 2, 1)])
+def test_large_maxpool_with_nan_inf_and_ties_matches_torch(dtype, kernel, stride, padding):
+    # 2×8×36×36 = 20,736 values (> kernels.MIN_ELEMENTWISE): the compiled paths by default.
+    # PyTorch's rule: a NaN wins its window (the last NaN keeps the index), ties keep the first
+    # maximum; an inf gradient goes to the winner only (no 0·inf = NaN elsewhere).
+    pytest.importorskip("numba")
+    from convscope.ops import kernels
+    rng = np.random.default_rng(kernel)
+    x = rng.integers(-3, 3, (2, 8, 36, 36)).astype(dtype)   # many ties
+    x.flat[rng.choice(x.size, 60, replace=False)] = np.nan
+    x.flat[rng.choice(x.size, 60, replace=False)] = -np.inf
+    assert x.size >= kernels.MIN_ELEMENTWISE
+    for record in (True, False):
+        y, cache = ops.max_pool2d_forward(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2, record_argmax=record)
+        tx = torch.tensor(x, requires_grad=True)
+        ty = torch.nn.functional.max_pool2d(tx, kernel, stride, padding)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dy.flat[rng.choice(dy.size, 20, replace=False)] = np.inf
+        ty.backward(torch.tensor(dy))
+        # overlapping windows add up to 4 gradients at a position, in an order of their own
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(ops.max_pool2d_backward(dy, cache), tx.grad.numpy(), rtol=tol, atol=tol)
+
+
+def test_compiled_and_numpy_max_pools_agree_exactly(monkeypatch):
+    # The compiled 2×2 forward and the NumPy passes give the same maxima and window indices.
+    pytest.importorskip("numba")
+    from convscope.ops import kernels
+    x = np.random.default_rng(3).standard_normal((4, 16, 30, 30)).astype(np.float32)
+    x[0, 0, :4, :4] = np.nan
+    compiled = ops.max_pool2d_forward(x, (2, 2), (2, 2))
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    plain = ops.max_pool2d_forward(x, (2, 2), (2, 2))
+    np.testing.assert_array_equal(compiled[0], plain[0])
+    np.testing.assert_array_equal(compiled[1].payload, plain[1].payload)

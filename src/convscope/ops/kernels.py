@@ -88,7 +88,7 @@ def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], str
     return y
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: Element-wise kernels only pay for their call below this many values (NumPy then).
 MIN_ELEMENTWISE = 1 << 14
 
@@ -98,7 +98,7 @@ def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> Optio
     inference; NumPy needs two, and a temporary); None without numba or for small x.
     One thread: measured on 2 shared cores, handing half the planes to a second thread cost
     more than it saved even at 1.2M values."""
-    if not AVAILABLE or x.size < MIN_ELEMENTWISE or x.ndim < 3 or x.dtype not in _FLOATS:
+    if not AVAILABLE or x.size < MIN_ELEMENTWISE or x.ndim < 3 or x.dtype not in FLOATS:
         return None
     x = np.ascontiguousarray(x)
     planes = x.shape[0] * x.shape[1]
@@ -114,7 +114,7 @@ def batch_norm_train(x: np.ndarray, weight: Optional[np.ndarray], bias: Optional
     biased), or None without numba, for other dtypes or small x. The channels split over
     convscope's threads. NumPy's form makes seven passes and four temporaries (ResNet-18's
     first stage at batch 32, 2M values: 7.7 ms a call on one thread)."""
-    if not AVAILABLE or x.size < MIN_ELEMENTWISE or x.ndim < 3 or x.dtype not in _FLOATS:
+    if not AVAILABLE or x.size < MIN_ELEMENTWISE or x.ndim < 3 or x.dtype not in FLOATS:
         return None
     n, c = x.shape[:2]
     x3 = np.ascontiguousarray(x).reshape(n, c, -1)
@@ -143,3 +143,27 @@ def add_windows_by_offset(dcols: np.ndarray, dxpad: np.ndarray) -> np.ndarray:
     of dcols' dtype), the samples split over convscope's threads. Needs numba."""
     _split(_numba().add_windows_by_offset, (dcols, dxpad), dxpad.shape[0], dxpad[0].size)
     return dxpad
+
+
+def max_pool_2x2(x: np.ndarray, y: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
+    """2×2 max pooling with stride 2 and no padding of x (N, C, H, W) into y (N, C, H // 2, W // 2),
+    with the window index of each maximum into ``index`` (y's shape) unless it is None, in one
+    pass (:func:`convscope.ops._numba_kernels.max_pool_2x2`), the planes split over convscope's
+    threads. Needs numba (callers check :data:`AVAILABLE`)."""
+    x = np.ascontiguousarray(x)
+    record = index is not None
+    index = index if record else np.empty((1, 1, 1, 1), np.uint8)
+    _split(_numba().max_pool_2x2, (x, y, index, record), x.shape[0] * x.shape[1], x[0, 0].size)
+    return y
+
+
+def max_unpool(dy: np.ndarray, index: np.ndarray, kernel, stride, dilation, padding, dx: np.ndarray) -> np.ndarray:
+    """dx (N, C, H, W), written whole, of max pooling: zeros, then each gradient of dy
+    (N, C, H_out, W_out) added at the input position its window index names (outputs in
+    row-major order, as PyTorch adds them), the planes split over convscope's threads. For
+    overlapping windows: NumPy needs a masked pass per kernel offset there (ResNet's 3×3
+    stride-2 pool at batch 32, 56² maps: 26 against 8.5 ms). Needs numba."""
+    (_, k_w), (s_h, s_w), (d_h, d_w), (top, left) = kernel, stride, dilation, padding
+    _split(_numba().max_unpool, (np.ascontiguousarray(dy), np.ascontiguousarray(index), k_w, s_h, s_w, d_h, d_w,
+                                 top, left, dx), dx.shape[0] * dx.shape[1], dx[0, 0].size)
+    return dx
