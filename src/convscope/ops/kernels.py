@@ -49,6 +49,9 @@ def _split(kernel, args, total: int, values_per_item: int) -> None:
     """``kernel(*args, start, stop)`` over ``range(total)``, split over convscope's threads in
     parts of at least MIN_SPLIT_VALUES values (below, handing a part to another thread costs
     more than it saves)."""
+    if total * values_per_item < 2 * MIN_SPLIT_VALUES:   # one part: no closure, no pool (µs at batch 1)
+        kernel(*args, 0, total)
+        return
     run_split(lambda start, stop: kernel(*args, start, stop), total,
               min_part=max(1, MIN_SPLIT_VALUES // max(values_per_item, 1)))
 
