@@ -219,6 +219,7 @@ def test_large_relu_with_nan_inf_and_signed_zeros_matches_torch(dtype, compiled,
     from convscope.ops import activations, kernels
     if compiled:
         pytest.importorskip("numba")
+        kernels.load()
     else:
         monkeypatch.setattr(kernels, "AVAILABLE", False)
     rng = np.random.default_rng(7)

@@ -317,6 +317,7 @@ class _compiled_pools:
 
     def __enter__(self):
         from convscope.ops import kernels
+        kernels.load()   # loaded: the exact kernels no longer wait for a large array
         self.kernels, self.saved = kernels, kernels.MIN_ELEMENTWISE
         kernels.MIN_ELEMENTWISE = 0
 
@@ -339,11 +340,13 @@ def test_maxpool2d_matches_torch_through_numba(case):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 2, 1)])
 def test_large_maxpool_with_nan_inf_and_ties_matches_torch(dtype, kernel, stride, padding):
-    # 2×8×36×36 = 20,736 values (> kernels.MIN_ELEMENTWISE): the compiled paths by default.
+    # 2×8×36×36 = 20,736 values (> kernels.MIN_ELEMENTWISE): the compiled paths once numba is
+    # loaded (kernels.exact_elementwise).
     # PyTorch's rule: a NaN wins its window (the last NaN keeps the index), ties keep the first
     # maximum; an inf gradient goes to the winner only (no 0·inf = NaN elsewhere).
     pytest.importorskip("numba")
     from convscope.ops import kernels
+    kernels.load()
     rng = np.random.default_rng(kernel)
     x = rng.integers(-3, 3, (2, 8, 36, 36)).astype(dtype)   # many ties
     x.flat[rng.choice(x.size, 60, replace=False)] = np.nan
@@ -366,6 +369,7 @@ def test_compiled_and_numpy_max_pools_agree_exactly(monkeypatch):
     # The compiled 2×2 forward and the NumPy passes give the same maxima and window indices.
     pytest.importorskip("numba")
     from convscope.ops import kernels
+    kernels.load()
     x = np.random.default_rng(3).standard_normal((4, 16, 30, 30)).astype(np.float32)
     x[0, 0, :4, :4] = np.nan
     compiled = ops.max_pool2d_forward(x, (2, 2), (2, 2))
@@ -373,3 +377,26 @@ def test_compiled_and_numpy_max_pools_agree_exactly(monkeypatch):
     plain = ops.max_pool2d_forward(x, (2, 2), (2, 2))
     np.testing.assert_array_equal(compiled[0], plain[0])
     np.testing.assert_array_equal(compiled[1].payload, plain[1].payload)
+
+
+def test_small_exact_kernels_do_not_load_numba_in_a_fresh_process():
+    # kernels.exact_elementwise: ReLU and max pooling load numba only for arrays of at least
+    # FIRST_LOAD_MIN_VALUES values (the main job's 8×8 maps never pay its import); once loaded,
+    # smaller arrays take the compiled loops too.
+    pytest.importorskip("numba")
+    import subprocess
+    import sys
+    code = """
+import sys
+import numpy as np
+from convscope.ops import activations, kernels, pool
+small = np.ones((32, 32, 8, 8), np.float32)         # 65,536 values
+pool.max_pool2d_forward(small, (2, 2), (2, 2)); activations.relu_forward(small)
+print("numba" in sys.modules)
+large = np.ones((1, 1, 1024, 1024), np.float32)     # FIRST_LOAD_MIN_VALUES
+assert large.size >= kernels.FIRST_LOAD_MIN_VALUES
+activations.relu_forward(large)
+print("numba" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

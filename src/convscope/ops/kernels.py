@@ -95,6 +95,21 @@ FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: Element-wise kernels only pay for their call below this many values (NumPy then).
 MIN_ELEMENTWISE = 1 << 14
 
+#: Exact element-wise kernels (ReLU, max pooling: the same bits as their NumPy passes) load
+#: numba for arrays of at least this many values; once it is loaded (by them or by a
+#: convolution), they take any array above their own minimum. Below, a process that never
+#: needed numba does not pay its import and runtime (about 0.5 s and 125 MB) for a few
+#: milliseconds: the main job's small CNN on 8×8 digits (at most 524K values an array)
+#: stayed at 6.2 s, where loading numba for its pools made it 7.4 s.
+FIRST_LOAD_MIN_VALUES = 1 << 20
+
+
+def exact_elementwise(dtype, size: int, min_values: int = MIN_ELEMENTWISE) -> bool:
+    """Whether an exact element-wise kernel takes an array of this dtype and size: numba
+    installed, float32/float64, at least ``min_values`` values, and numba already loaded or
+    the array large enough to load it (:data:`FIRST_LOAD_MIN_VALUES`)."""
+    return AVAILABLE and dtype in FLOATS and size >= min_values and (bool(_compiled) or size >= FIRST_LOAD_MIN_VALUES)
+
 
 def channel_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> Optional[np.ndarray]:
     """A fresh ``x·scale[c] + shift[c]`` for x (N, C, *S) in one pass (batch norm at
@@ -175,8 +190,9 @@ def max_unpool(dy: np.ndarray, index: np.ndarray, kernel, stride, dilation, padd
 def relu_forward(x: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """(max(x, 0), the mask not (x <= 0)) of a float32/float64 x in one pass (fresh arrays), the
     values split over convscope's threads; None without numba, for other dtypes or small x
-    (NumPy then). LeNet-5's first ReLU at batch 64 (301K values), one thread: 0.087 → 0.047 ms."""
-    if not AVAILABLE or x.dtype not in FLOATS or x.size < MIN_ELEMENTWISE:
+    (NumPy then; see :func:`exact_elementwise`). LeNet-5's first ReLU at batch 64 (301K
+    values), one thread: 0.087 → 0.047 ms."""
+    if not exact_elementwise(x.dtype, x.size):
         return None
     x = np.ascontiguousarray(x)
     y, active = np.empty_like(x), np.empty(x.shape, np.bool_)
@@ -188,7 +204,7 @@ def select(dy: np.ndarray, active: np.ndarray) -> Optional[np.ndarray]:
     """A fresh ``dy where active else +0`` (``active`` boolean, dy's shape) on the bits of dy, in
     one pass split over convscope's threads; None without numba, for other dtypes or small dy.
     The backward of ReLU-like layers: 0.127 → 0.047 ms for 301K values, one thread."""
-    if not AVAILABLE or dy.dtype not in FLOATS or dy.size < MIN_ELEMENTWISE or active.shape != dy.shape:
+    if not exact_elementwise(dy.dtype, dy.size) or active.shape != dy.shape:
         return None
     bits = np.int32 if dy.dtype.itemsize == 4 else np.int64
     dy = np.ascontiguousarray(dy)

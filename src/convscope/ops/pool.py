@@ -216,7 +216,7 @@ def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool, ws: Optional[Workspa
     """
     plan = _plan(g)
     y = np.empty(x.shape[:2] + g.out_size, x.dtype) if out is None else out
-    if _compiled_2x2(x, g, plan):
+    if _compiled_2x2(x.dtype, x.size, g, plan):
         index = np.empty(y.shape, np.uint8) if record else None
         kernels.max_pool_2x2(x, y, index)
         return y, index
@@ -244,18 +244,18 @@ def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool, ws: Optional[Workspa
 
 
 def _compiled(x: np.ndarray) -> bool:
-    """Whether numba's pooling loops take x: installed, a float32/float64 x, and enough values
-    to pay for a compiled call (small batches stay on NumPy, without numba's one-time cost)."""
-    return kernels.AVAILABLE and x.dtype in kernels.FLOATS and x.size >= kernels.MIN_ELEMENTWISE
+    """Whether numba's pooling loops take x (:func:`convscope.ops.kernels.exact_elementwise`)."""
+    return kernels.exact_elementwise(x.dtype, x.size)
 
 
-def _compiled_2x2(x: np.ndarray, g: PoolGeometry, plan: _Plan) -> bool:
+def _compiled_2x2(dtype, size: int, g: PoolGeometry, plan: _Plan) -> bool:
     """2×2 windows at stride 2 without padding (LeNet, VGG), float32/float64, numba installed:
     its one pass reads each window once, where NumPy makes three maximum passes (and four
     more to record the index), at every size: LeNet-5's first pool at batch 64, one thread,
-    0.32 → 0.15 ms (recording the index 0.39 → 0.26 ms); at batch 1, 10.2 → 4.9 µs."""
+    0.32 → 0.15 ms (recording the index 0.39 → 0.26 ms); at batch 1, 10.2 → 4.9 µs, so any
+    size once numba is loaded (:func:`convscope.ops.kernels.exact_elementwise`)."""
     return g.kernel == (2, 2) and g.stride == (2, 2) and g.dilation == (1, 1) and not plan.padded \
-        and kernels.AVAILABLE and x.dtype in kernels.FLOATS
+        and kernels.exact_elementwise(dtype, size, min_values=0)
 
 
 def _max_pool_with_nan(views, y: np.ndarray, index: np.ndarray) -> None:
@@ -351,7 +351,7 @@ def max_pool2d_inference_step(x_shape, dtype, kernel_size: Pair, stride: Pair, p
     every call (a model's inference plan)."""
     g = pool_geometry("max_pool2d", tuple(x_shape[2:]), kernel_size, stride, padding, dilation, ceil_mode)
     y = step_buffer(tuple(x_shape[:2]) + g.out_size, dtype)
-    if _compiled_2x2(y, g, _plan(g)):   # decided once (y has x's dtype)
+    if _compiled_2x2(np.dtype(dtype), int(np.prod(x_shape)), g, _plan(g)):   # decided once per plan
         return lambda x: kernels.max_pool_2x2(x, y, None)
     return lambda x: _max_pool(x, g, False, workspace, y)[0]
 
