@@ -243,11 +243,6 @@ def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool, ws: Optional[Workspa
     return y, index
 
 
-def _compiled(x: np.ndarray) -> bool:
-    """Whether numba's pooling loops take x (:func:`convscope.ops.kernels.exact_elementwise`)."""
-    return kernels.exact_elementwise(x.dtype, x.size)
-
-
 def _compiled_2x2(dtype, size: int, g: PoolGeometry, plan: _Plan) -> bool:
     """2×2 windows at stride 2 without padding (LeNet, VGG), float32/float64, numba installed:
     its one pass reads each window once, where NumPy makes three maximum passes (and four
@@ -283,7 +278,7 @@ def _select(dy: np.ndarray, hit: np.ndarray, bits: Optional[np.ndarray], out: np
 
 def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry, ws: Optional[Workspace]) -> np.ndarray:
     plan = _plan(g)
-    if not all(plan.assign) and _compiled(dy):   # overlapping windows (see kernels.max_unpool)
+    if not all(plan.assign) and kernels.exact_elementwise(dy.dtype, dy.size):   # overlapping windows
         dx = np.empty(dy.shape[:2] + g.in_size, dy.dtype)
         return kernels.max_unpool(dy, index, g.kernel, g.stride, g.dilation, g.padding, dx)
     tws = None if ws is None else ws.transient_view()   # nothing here outlives the call
