@@ -156,3 +156,26 @@ def test_a_plan_counts_the_buffers_it_keeps():
     model.forward(np.zeros((2, 1, 32, 32), np.float32))
     per_sample = 6 * 784 + 25 * 784 + 6 * 784 + 6 * 196 + 16 * 100 + 150 * 100 + 16 * 100 + 16 * 25 + 120 + 120 + 10
     assert plan.plan_bytes(model) == 2 * per_sample * 4
+
+
+@pytest.mark.parametrize("compiled", [True, False] if kernels.AVAILABLE else [False])
+@pytest.mark.parametrize("conv", [dict(kernel_size=5), dict(kernel_size=3, padding=2),
+                                  dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(2, 3), dilation=2),
+                                  dict(kernel_size=1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_single_sample_convolution_step_equals_the_layer(compiled, conv, dtype, monkeypatch):
+    """At batch 1 an ungrouped convolution's plan step copies the windows once into its own
+    matrix (numba's offset loop for stride 1 once numba is loaded, else NumPy's copy) and
+    makes one product: the same windows and the same product as the layer's forward, so the
+    same bits."""
+    if compiled:
+        kernels.load()
+    else:
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
+    model = cs.Sequential([L.Conv2d(7, **conv), L.ReLU(), L.Conv2d(5, 3, bias=False)]).build((3, 13, 11), seed=2,
+                                                                                         dtype=dtype)
+    x = np.random.default_rng(5).standard_normal((1, 3, 13, 11)).astype(dtype)
+    with using_path("im2col"):
+        np.testing.assert_array_equal(model.forward(x), layer_by_layer(model, x))
+        x[0, 0, 0, 0] = 9.0   # the step reads the new input, not a view kept from the last call
+        np.testing.assert_array_equal(model.forward(x), layer_by_layer(model, x))

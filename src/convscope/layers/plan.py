@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..ops.conv import get_default_path
 from ..ops.workspace import PLAN_BUFFERS
 
 #: Input shapes (with dtype and convolution path) whose plans a model keeps.
@@ -63,8 +64,6 @@ def plan_for(model, x: np.ndarray) -> Optional[Step]:
     through every ``forward``. Running a plan leaves every layer below the model without a
     backward cache, as an inference pass through ``forward`` does (a cache left by an earlier
     training pass is dropped)."""
-    from ..ops.conv import get_default_path
-
     plans: Optional[Dict[tuple, "_Plan"]] = model.__dict__.get("_plans")
     if plans is None:
         plans = model.__dict__["_plans"] = {}

@@ -431,6 +431,8 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
                 y += b.reshape(1, -1, 1, 1)
             return y
         return run_by_offset
+    if n == 1 and groups == 1:
+        return _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out)
     buffer = step_buffer((n, groups, c_out // groups, out[0] * out[1]), dtype)
     cols = step_buffer((n, x_shape[1]) + kernel + tuple(out), dtype)  # the windows, rewritten by every call
 
@@ -440,6 +442,41 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
             y += b.reshape(1, -1, 1, 1)
         return y
     return run
+
+
+def _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out):
+    """The inference step of an ungrouped convolution of ONE sample: the windows copied into
+    cols (C_in·k_h·k_w, H_out·W_out), then y (C_out, H_out·W_out) = W (C_out, C_in·k_h·k_w) @ cols
+    + b, with every view made here once (at batch 1 the per-call shape work was a quarter of
+    LeNet-5's conv steps). Stride-1 windows are copied by numba's offset loop when it is
+    loaded (the (C, k_h, k_w, 1, H_out, W_out) layout is im2col's for one sample; LeNet-5's
+    conv2: 11.2 -> 7.4 µs), else as NumPy's copy of the strided view."""
+    c_in, c_out, kernel = x_shape[1], w_shape[0], tuple(w_shape[2:])
+    depth, positions = c_in * kernel[0] * kernel[1], out[0] * out[1]
+    cols = step_buffer((c_in,) + kernel + (1,) + tuple(out), dtype)
+    y = step_buffer((1, c_out) + tuple(out), dtype)
+    cols_matrix, y_matrix = cols.reshape(depth, positions), y.reshape(c_out, positions)
+    by_offset = tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) \
+        and kernels.exact_elementwise(np.dtype(dtype), cols.size, min_values=0)   # a copy: exact
+    copy_windows = _numba_window_copy(cols) if by_offset else _numpy_window_copy(cols, kernel, stride, dilation, out)
+
+    def run_single(x, w, b):
+        copy_windows(pad2d(x, pads))
+        np.matmul(w.reshape(c_out, depth), cols_matrix, out=y_matrix)
+        if b is not None:
+            np.add(y_matrix, b.reshape(c_out, 1), out=y_matrix)
+        return y
+    return run_single
+
+
+def _numba_window_copy(cols):
+    kernel, parts = kernels.compiled("windows_by_offset"), cols.shape[0] * cols.shape[1]
+    return lambda xpad: kernel(np.ascontiguousarray(xpad, dtype=cols.dtype), cols, 0, parts)
+
+
+def _numpy_window_copy(cols, kernel, stride, dilation, out):
+    windows = cols.reshape((1,) + cols.shape[:3] + tuple(out))
+    return lambda xpad: np.copyto(windows, window_view(xpad, kernel, stride, dilation, out))
 
 
 def _cache(keep: bool, *fields) -> Optional[ConvCache]:

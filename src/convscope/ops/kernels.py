@@ -41,6 +41,12 @@ def _numba():
     return _compiled[0]
 
 
+def compiled(name: str):
+    """The compiled loop ``name`` of :mod:`convscope.ops._numba_kernels` itself, for a caller
+    that calls it many times on small arrays (one part, no thread split). Needs numba."""
+    return getattr(_numba(), name)
+
+
 #: Work split over threads comes in parts of at least this many values.
 MIN_SPLIT_VALUES = 1 << 16
 
