@@ -103,3 +103,21 @@ def test_relu_backward_split_over_threads_matches_torch(two_threads):
     assert np.array_equal(dx, tx.grad.numpy())
     assert dx[0, 0, 0, 0] == 0 and dx[0, 0, 0, 1] == 0
     assert relu_backward(dy[:0], active[:0]).shape == (0, 16, 64, 64)
+
+
+@pytest.mark.parametrize("groups, stride, inference", [(1, 1, True), (2, 2, False), (1, 2, True)])
+def test_im2col_forward_split_over_threads_matches_torch(two_threads, groups, stride, inference):
+    # 10 samples × 4·3·3 × 30² window values (40 × 4·3·3 × 15² at stride 2) ≥ SPLIT_MIN_WINDOW_VALUES:
+    # two parts on two threads.
+    from convscope.ops import conv
+    rng = np.random.default_rng(8)
+    n = 10 if stride == 1 else 40
+    x = rng.standard_normal((n, 4, 32, 32))
+    w, b = rng.standard_normal((6, 4 // groups, 3, 3)), rng.standard_normal(6)
+    y, _ = conv.conv2d_forward(x, w, b, stride, 0, 1, groups, path="im2col", keep_for_backward=not inference)
+    assert x.shape[0] * 4 * 9 * y.shape[2] * y.shape[3] >= conv.SPLIT_MIN_WINDOW_VALUES
+    expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride, 0, 1, groups)
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-10, atol=1e-10)
+    cs.set_num_threads(1)   # one thread: the very same values, bit for bit
+    y1, _ = conv.conv2d_forward(x, w, b, stride, 0, 1, groups, path="im2col", keep_for_backward=not inference)
+    assert np.array_equal(y, y1)
