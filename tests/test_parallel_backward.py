@@ -105,11 +105,19 @@ def test_relu_backward_split_over_threads_matches_torch(two_threads):
     assert relu_backward(dy[:0], active[:0]).shape == (0, 16, 64, 64)
 
 
-@pytest.mark.parametrize("groups, stride, inference", [(1, 1, True), (2, 2, False), (1, 2, True)])
-def test_im2col_forward_split_over_threads_matches_torch(two_threads, groups, stride, inference):
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("groups, stride, inference", [(1, 1, True), (2, 1, False), (2, 2, False), (1, 2, True)])
+def test_im2col_forward_split_over_threads_matches_torch(two_threads, groups, stride, inference, compiled,
+                                                         monkeypatch):
     # 10 samples × 4·3·3 × 30² window values (40 × 4·3·3 × 15² at stride 2) ≥ SPLIT_MIN_WINDOW_VALUES:
-    # two parts on two threads.
-    from convscope.ops import conv
+    # two parts on two threads; stride-1 windows copied by numba's loop once it is loaded.
+    from convscope.ops import conv, kernels
+    if compiled and not kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    if compiled:
+        kernels.load()
+    else:
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
     rng = np.random.default_rng(8)
     n = 10 if stride == 1 else 40
     x = rng.standard_normal((n, 4, 32, 32))

@@ -188,6 +188,24 @@ def windows_by_offset(xpad, cols, start, stop):
 
 
 @numba.njit(cache=True, nogil=True)
+def windows_by_sample(xpad, cols, start, stop):
+    """cols[n, c, a, e, i, j] = xpad[n, c, i + a, j + e] (im2col's layout; stride 1, no
+    dilation, xpad already padded) for the samples start..stop-1, rows copied as in
+    :func:`windows_by_offset`."""
+    ch, k_h, k_w, h_out, w_out = cols.shape[1], cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
+    for i_n in range(start, stop):
+        for c in range(ch):
+            for a in range(k_h):
+                for e in range(k_w):
+                    for i in range(h_out):
+                        src = xpad[i_n, c, i + a, e:e + w_out]
+                        dst = cols[i_n, c, a, e, i]
+                        for j in range(w_out):
+                            dst[j] = src[j]
+    return cols
+
+
+@numba.njit(cache=True, nogil=True)
 def add_windows_by_offset(dcols, dxpad, start, stop):
     """The adjoint of :func:`windows_by_offset`: dxpad[n, c, i + a, j + e] += dcols[c, a, e, n, i, j]
     for the samples start..stop-1 (each sample's pixels are written by one thread only; every

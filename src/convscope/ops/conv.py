@@ -451,15 +451,13 @@ def _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out):
     conv2: 11.2 -> 7.4 µs), else as NumPy's copy of the strided view."""
     c_in, c_out, kernel = x_shape[1], w_shape[0], tuple(w_shape[2:])
     depth, positions = c_in * kernel[0] * kernel[1], out[0] * out[1]
-    cols = step_buffer((c_in,) + kernel + (1,) + tuple(out), dtype)
+    cols = step_buffer((1, c_in) + kernel + tuple(out), dtype)
     y = step_buffer((1, c_out) + tuple(out), dtype)
     cols_matrix, y_matrix = cols.reshape(depth, positions), y.reshape(c_out, positions)
-    by_offset = tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) \
-        and kernels.exact_elementwise(np.dtype(dtype), cols.size, min_values=0)   # a copy: exact
-    copy_windows = _numba_window_copy(cols) if by_offset else _numpy_window_copy(cols, kernel, stride, dilation, out)
+    copy_windows = _window_copier(cols, kernel, stride, dilation, out)
 
     def run_single(x, w, b):
-        copy_windows(pad2d(x, pads))
+        copy_windows(np.ascontiguousarray(pad2d(x, pads), dtype=cols.dtype), 0, 1)
         np.matmul(w.reshape(c_out, depth), cols_matrix, out=y_matrix)
         if b is not None:
             np.add(y_matrix, b.reshape(c_out, 1), out=y_matrix)
@@ -467,14 +465,19 @@ def _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out):
     return run_single
 
 
-def _numba_window_copy(cols):
-    kernel, parts = kernels.compiled("windows_by_offset"), cols.shape[0] * cols.shape[1]
-    return lambda xpad: kernel(np.ascontiguousarray(xpad, dtype=cols.dtype), cols, 0, parts)
+def _window_copier(cols, kernel, stride, dilation, out):
+    """``copy(xpad, lo, hi)``: the windows of samples lo..hi-1 of the padded input (C-contiguous,
+    cols' dtype) into cols (N, C, k_h, k_w, H_out, W_out), im2col's matrix. Stride-1 undilated windows are copied by
+    numba's row loop when numba is loaded or cols is large (1.5-1.7x NumPy's copy of the
+    strided view, whose rows are only W_out values long); else NumPy copies the view."""
+    if tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) \
+            and kernels.exact_elementwise(cols.dtype, cols.size, min_values=0):   # a copy: exact
+        by_sample = kernels.compiled("windows_by_sample")
+        return lambda xpad, lo, hi: by_sample(xpad, cols, lo, hi)
 
-
-def _numpy_window_copy(cols, kernel, stride, dilation, out):
-    windows = cols.reshape((1,) + cols.shape[:3] + tuple(out))
-    return lambda xpad: np.copyto(windows, window_view(xpad, kernel, stride, dilation, out))
+    def copy_view(xpad, lo, hi):
+        np.copyto(cols[lo:hi], window_view(xpad[lo:hi], kernel, stride, dilation, out))
+    return copy_view
 
 
 def _cache(keep: bool, *fields) -> Optional[ConvCache]:
@@ -563,12 +566,13 @@ def _forward_fast(xpad, w, b, kernel, stride, dilation, groups, out, ws=None, y=
     positions = out[0] * out[1]
     if cols is None:
         cols = transient(ws, "conv.cols", (n_batch, c_in) + tuple(kernel) + tuple(out), xpad.dtype)
-    windows = window_view(xpad, kernel, stride, dilation, out)
+    xpad = np.ascontiguousarray(xpad, dtype=cols.dtype)
+    copy_windows = _window_copier(cols, kernel, stride, dilation, out)
     matrix = cols.reshape(n_batch, groups, k, positions)
     if y is None:
         y = np.empty((n_batch, groups, c_out // groups, positions), np.result_type(w, cols))
     if n_batch * groups == 1:  # one plain GEMM: numpy's stacked matmul costs ~3 µs more a call
-        np.copyto(cols, windows)
+        copy_windows(xpad, 0, 1)
         np.matmul(w.reshape(c_out, k), matrix[0, 0], out=y[0, 0])
         if b is not None:
             y[0, 0] += b.reshape(c_out, 1)
@@ -577,12 +581,13 @@ def _forward_fast(xpad, w, b, kernel, stride, dilation, groups, out, ws=None, y=
     bias = None if b is None else b.reshape(groups, c_out // groups, 1)
 
     def samples(lo: int, hi: int) -> None:   # each thread its own samples: the same bits whatever the split
-        np.copyto(cols[lo:hi], windows[lo:hi])
+        copy_windows(xpad, lo, hi)
         np.matmul(w_groups, matrix[lo:hi], out=y[lo:hi])   # (N, G, C_out/G, P)
         if bias is not None:
             y[lo:hi] += bias
 
-    run_split(samples, n_batch, min_part=max(1, SPLIT_MIN_WINDOW_VALUES // 2 // cols[0].size))
+    per_sample = max(1, int(np.prod(cols.shape[1:])))
+    run_split(samples, n_batch, min_part=max(1, SPLIT_MIN_WINDOW_VALUES // 2 // per_sample))
     return y.reshape(n_batch, c_out, *out)
 
 
