@@ -390,7 +390,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
         xpad = pad2d(x, pads)
         y, data = _forward_depthwise(xpad, w, stride, dilation, out, workspace), xpad
     elif path == "offset" and _offset_dtype(np.result_type(x, w)):
-        y, data = _forward_by_offset(pad2d(x, pads), w, out, workspace), x   # backward copies the windows again
+        y, data = _forward_by_offset(pad2d(x, pads), w, b, out, workspace), x   # backward copies the windows again
     elif path in ("im2col", "offset"):   # (offset: numba's loops take float32 and float64 only)
         path = "im2col"
         y = _forward_fast(pad2d(x, pads), w, b, kernel, stride, dilation, groups, out, workspace)
@@ -398,7 +398,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     else:
         xpad = pad2d(x, pads)
         y, data = _forward_reference(xpad, w, kernel, stride, dilation, groups, out), xpad
-    if b is not None and path != "im2col":   # im2col adds it with each sample's product
+    if b is not None and path not in ("im2col", "offset"):   # those two add it with their last pass
         y += b.reshape(1, -1, 1, 1)
     return y, _cache(keep_for_backward, path, x.shape, w, b is not None, stride, pads, dilation, groups, data,
                      workspace)
@@ -426,12 +426,7 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
         wide = step_buffer((c_out, n * out[0] * out[1]), dtype)
         y_buffer = step_buffer((n, c_out) + tuple(out), dtype)
 
-        def run_by_offset(x, w, b):
-            y = _forward_by_offset(pad2d(x, pads), w, out, workspace, cols, wide, y_buffer)
-            if b is not None:
-                y += b.reshape(1, -1, 1, 1)
-            return y
-        return run_by_offset
+        return lambda x, w, b: _forward_by_offset(pad2d(x, pads), w, b, out, workspace, cols, wide, y_buffer)
     if n == 1 and groups == 1:
         return _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out)
     buffer = step_buffer((n, groups, c_out // groups, out[0] * out[1]), dtype)
@@ -618,11 +613,11 @@ def _offset_dtype(dtype) -> bool:
     return np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _forward_by_offset(xpad, w, out, ws=None, cols=None, wide=None, y=None):
+def _forward_by_offset(xpad, w, b, out, ws=None, cols=None, wide=None, y=None):
     """Stride-1 ungrouped inference as ONE GEMM over the batch: the windows copied kernel offset
     by offset into cols (C·k_h·k_w, N·H_out·W_out) by numba's plain loop
     (:func:`convscope.ops.kernels.windows_by_offset`), wide = W (C_out, C·k_h·k_w) @ cols,
-    then one copy to NCHW. Per-sample GEMMs (im2col) are thin when H_out·W_out is small:
+    then one pass to NCHW adding the bias b (or None). Per-sample GEMMs (im2col) are thin when H_out·W_out is small:
     LeNet-5's conv2 at batch 64 is 64 products of 16×150 by 150×100, which one 16×150 by
     150×6400 product beats, and the offset-major copy runs whole rows of every sample in turn
     (1.5–1.7× NumPy's copy of the strided view, one thread)."""
@@ -635,7 +630,11 @@ def _forward_by_offset(xpad, w, out, ws=None, cols=None, wide=None, y=None):
     wide = transient(ws, "conv.offset.y", (c_out, n * positions), cols.dtype) if wide is None else wide
     np.matmul(w.reshape(c_out, -1).astype(cols.dtype, copy=False), cols.reshape(c_in * k_h * k_w, -1), out=wide)
     y = np.empty((n, c_out) + tuple(out), cols.dtype) if y is None else y
-    np.copyto(y.reshape(n, c_out, positions), wide.reshape(c_out, n, positions).transpose(1, 0, 2))
+    by_sample = wide.reshape(c_out, n, positions).transpose(1, 0, 2)
+    if b is None:
+        np.copyto(y.reshape(n, c_out, positions), by_sample)
+    else:
+        np.add(by_sample, b.reshape(1, c_out, 1), out=y.reshape(n, c_out, positions))
     return y
 
 
