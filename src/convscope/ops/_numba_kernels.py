@@ -180,28 +180,31 @@ def windows_by_offset(xpad, cols, start, stop):
         for e in range(k_w):
             for i_n in range(n):
                 for i in range(h_out):
-                    src = xpad[i_n, c, i + a, e:e + w_out]
-                    dst = cols[c, a, e, i_n, i]
-                    for j in range(w_out):
-                        dst[j] = src[j]
+                    _copy_row(xpad[i_n, c, i + a, e:e + w_out], cols[c, a, e, i_n, i])
     return cols
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _copy_row(src, dst):
+    """dst[:] = src[:] as a loop from 0 over unit-step slices, which numba vectorises (a loop
+    from an offset keeps its negative-index check and stays scalar)."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
 
 
 @numba.njit(cache=True, nogil=True)
 def windows_by_sample(xpad, cols, start, stop):
     """cols[n, c, a, e, i, j] = xpad[n, c, i + a, j + e] (im2col's layout; stride 1, no
-    dilation, xpad already padded) for the samples start..stop-1, rows copied as in
-    :func:`windows_by_offset`."""
+    dilation, xpad already padded) for the samples start..stop-1. The same copies as
+    :func:`windows_by_offset` in another order; one loop over a transposed view of either
+    layout measured 2.4x slower on LeNet-5's conv1 (numba then cannot assume unit strides)."""
     ch, k_h, k_w, h_out, w_out = cols.shape[1], cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
     for i_n in range(start, stop):
         for c in range(ch):
             for a in range(k_h):
                 for e in range(k_w):
                     for i in range(h_out):
-                        src = xpad[i_n, c, i + a, e:e + w_out]
-                        dst = cols[i_n, c, a, e, i]
-                        for j in range(w_out):
-                            dst[j] = src[j]
+                        _copy_row(xpad[i_n, c, i + a, e:e + w_out], cols[i_n, c, a, e, i])
     return cols
 
 
