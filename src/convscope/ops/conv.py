@@ -545,10 +545,16 @@ def _backward_reference(dy, cache: ConvCache):
 
 
 #: The im2col forward splits its samples over convscope's threads when their windows hold at
-#: least this many values (each thread copies its samples' windows and makes their products:
-#: per-sample GEMMs are too small for BLAS's own threads). LeNet-5's conv1 at inference,
-#: batch 64, two threads: 0.89 -> 0.63 ms (min of 15), conv2 by im2col 1.23 -> 0.88 ms.
+#: least this many values (each thread copies its samples' windows and makes their products)
+#: and each sample's product is small enough that BLAS runs it on one thread. LeNet-5's conv1
+#: at inference, batch 64, two threads: 0.89 -> 0.63 ms (min of 15), conv2 by im2col 1.23 ->
+#: 0.88 ms.
 SPLIT_MIN_WINDOW_VALUES = 1 << 18
+#: OpenBLAS runs a GEMM of at most this many multiply-adds (M·N·K) on one thread
+#: (SMP_THRESHOLD_MIN · GEMM_MULTITHREAD_THRESHOLD = 65536 · 4, interface/gemm.c); larger
+#: per-sample products (ResNet's strided 3×3 layers) already use every core, and splitting
+#: their samples too would run two BLAS thread pools on two cores.
+BLAS_ONE_THREAD_MACS = 1 << 18
 
 
 def _forward_fast(xpad, w, b, kernel, stride, dilation, groups, out, ws=None, y=None, cols=None):
@@ -582,7 +588,10 @@ def _forward_fast(xpad, w, b, kernel, stride, dilation, groups, out, ws=None, y=
             y[lo:hi] += bias
 
     per_sample = max(1, int(np.prod(cols.shape[1:])))
-    run_split(samples, n_batch, min_part=max(1, SPLIT_MIN_WINDOW_VALUES // 2 // per_sample))
+    if c_out * k * positions // groups > BLAS_ONE_THREAD_MACS:
+        samples(0, n_batch)
+    else:
+        run_split(samples, n_batch, min_part=max(1, SPLIT_MIN_WINDOW_VALUES // 2 // per_sample))
     return y.reshape(n_batch, c_out, *out)
 
 
