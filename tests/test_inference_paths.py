@@ -326,26 +326,3 @@ def test_offset_path_matches_the_reference_loops(n, c_in, c_out, side, k, pad, w
             np.testing.assert_allclose(run(x, w, b), expected, rtol=tol, atol=tol)
     finally:
         threads._known = old
-
-
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed (the test extra installs it)")
-@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-def test_offset_path_on_large_maps_matches_the_reference_loops(dtype, tol):
-    """Maps of at least OFFSET_MAX_INFERENCE_POSITIONS positions (here 17·19 = 323): the
-    "offset" forward makes per-sample products (im2col's, with numba's window copy), and its
-    backward stays the one-GEMM one; all equal the reference loops'."""
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((3, 2, 17, 19)).astype(dtype)
-    w, b = rng.standard_normal((4, 2, 3, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)
-    assert 17 * 19 >= conv_ops.OFFSET_MAX_INFERENCE_POSITIONS
-    expected, ref_cache = conv_ops.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
-                                                  1, 1, path="reference")
-    y, cache = conv_ops.conv2d_forward(x, w, b, 1, 1, path="offset")
-    assert cache.path == "offset" and y.dtype == dtype
-    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
-    y_inference, _ = conv_ops.conv2d_forward(x, w, b, 1, 1, path="offset", keep_for_backward=False)
-    np.testing.assert_array_equal(y_inference, y)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    for got, want in zip(conv_ops.conv2d_backward(dy, cache), conv_ops.conv2d_backward(dy.astype(np.float64),
-                                                                                         ref_cache)):
-        np.testing.assert_allclose(got, want, rtol=tol * 10, atol=tol * 10)

@@ -218,12 +218,11 @@ WINOGRAD_MIN_POSITIONS = 100
 #: 8×8 digits (windows of 18K and 295K values) took 5.95 s with "offset" and 5.44 s without.
 OFFSET_MIN_VALUES = 1 << 19
 
-#: "offset" makes its forward one GEMM over the batch (then a pass to NCHW) only for maps of
+#: Inference takes "offset" (one GEMM over the batch, then a copy to NCHW) only for maps of
 #: fewer output positions than this, where per-sample products are thin (LeNet-5's conv2:
 #: 100 positions, 1.79 -> 1.15 ms at batch 64); on larger maps per-sample GEMMs are already
 #: efficient and write NCHW directly (CIFAR's 3->32 stem at 32×32: 0.43 of torch's time by
-#: im2col, 0.80 by one GEMM), so its forward is im2col's there, and inference takes im2col.
-#: A single sample is one plain GEMM either way (im2col).
+#: im2col, 0.80 by "offset"). A single sample is one plain GEMM either way (im2col).
 OFFSET_MAX_INFERENCE_POSITIONS = 256
 
 
@@ -422,7 +421,7 @@ def conv2d_inference_step(x_shape, w_shape, dtype, stride, padding, dilation, gr
         return None
 
     n, c_out = x_shape[0], w_shape[0]
-    if path == "offset" and _offset_dtype(dtype) and out[0] * out[1] < OFFSET_MAX_INFERENCE_POSITIONS:
+    if path == "offset" and _offset_dtype(dtype):
         cols = step_buffer((x_shape[1],) + kernel + (n,) + tuple(out), dtype)
         wide = step_buffer((c_out, n * out[0] * out[1]), dtype)
         y_buffer = step_buffer((n, c_out) + tuple(out), dtype)
@@ -634,12 +633,6 @@ def _forward_by_offset(xpad, w, b, out, ws=None, cols=None, wide=None, y=None):
     n, c_in = xpad.shape[:2]
     c_out, _, k_h, k_w = w.shape
     positions = out[0] * out[1]
-    if positions >= OFFSET_MAX_INFERENCE_POSITIONS:
-        # Large maps: per-sample products write NCHW directly (im2col with numba's window
-        # copy); training still gets offset's one-GEMM backward. The CIFAR stem's 3->32 3×3
-        # training forward at batch 32, one thread: 1.78 -> 1.49 ms.
-        dtype = np.result_type(xpad, w)
-        return _forward_fast(xpad.astype(dtype, copy=False), w, b, (k_h, k_w), (1, 1), (1, 1), 1, out, ws)
     if cols is None:
         cols = transient(ws, "conv.offset.cols", (c_in, k_h, k_w, n) + tuple(out), np.result_type(xpad, w))
     kernels.windows_by_offset(xpad, cols)
