@@ -70,6 +70,7 @@ def load() -> None:
     if AVAILABLE:
         x = np.zeros((1, 1, 2, 2), np.float32)
         windows_by_offset(x, np.empty((1, 1, 1, 1, 2, 2), np.float32))
+        compiled("windows_by_sample")(x, np.empty((1, 1, 1, 1, 2, 2), np.float32), 0, 1)
 
 
 def depthwise_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray], stride, dilation, pads,
