@@ -441,9 +441,8 @@ def _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out):
     """The inference step of an ungrouped convolution of ONE sample: the windows copied into
     cols (C_in·k_h·k_w, H_out·W_out), then y (C_out, H_out·W_out) = W (C_out, C_in·k_h·k_w) @ cols
     + b, with every view made here once (at batch 1 the per-call shape work was a quarter of
-    LeNet-5's conv steps). Stride-1 windows are copied by numba's offset loop when it is
-    loaded (the (C, k_h, k_w, 1, H_out, W_out) layout is im2col's for one sample; LeNet-5's
-    conv2: 11.2 -> 7.4 µs), else as NumPy's copy of the strided view."""
+    LeNet-5's conv steps), the windows copied by :func:`_window_copier`'s rule (LeNet-5's
+    conv2 by numba's row loop: 11.2 -> 7.4 µs)."""
     c_in, c_out, kernel = x_shape[1], w_shape[0], tuple(w_shape[2:])
     depth, positions = c_in * kernel[0] * kernel[1], out[0] * out[1]
     cols = step_buffer((1, c_in) + kernel + tuple(out), dtype)
@@ -461,10 +460,11 @@ def _single_sample_step(x_shape, w_shape, dtype, stride, pads, dilation, out):
 
 
 def _window_copier(cols, kernel, stride, dilation, out):
-    """``copy(xpad, lo, hi)``: the windows of samples lo..hi-1 of the padded input (C-contiguous,
-    cols' dtype) into cols (N, C, k_h, k_w, H_out, W_out), im2col's matrix. Stride-1 undilated windows are copied by
-    numba's row loop when numba is loaded or cols is large (1.5-1.7x NumPy's copy of the
-    strided view, whose rows are only W_out values long); else NumPy copies the view."""
+    """``copy(xpad, lo, hi)``: the windows of samples lo..hi-1 of the padded input xpad
+    (C-contiguous, cols' dtype) into cols (N, C, k_h, k_w, H_out, W_out), im2col's matrix.
+    Stride-1 undilated windows are copied by numba's row loop when numba is loaded or cols is
+    large (1.5-1.7x NumPy's copy of the strided view, whose rows are only W_out values long);
+    else NumPy copies the view."""
     if tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) \
             and kernels.exact_elementwise(cols.dtype, cols.size, min_values=0):   # a copy: exact
         by_sample = kernels.compiled("windows_by_sample")
@@ -626,10 +626,10 @@ def _forward_by_offset(xpad, w, b, out, ws=None, cols=None, wide=None, y=None):
     """Stride-1 ungrouped inference as ONE GEMM over the batch: the windows copied kernel offset
     by offset into cols (C·k_h·k_w, N·H_out·W_out) by numba's plain loop
     (:func:`convscope.ops.kernels.windows_by_offset`), wide = W (C_out, C·k_h·k_w) @ cols,
-    then one pass to NCHW adding the bias b (or None). Per-sample GEMMs (im2col) are thin when H_out·W_out is small:
-    LeNet-5's conv2 at batch 64 is 64 products of 16×150 by 150×100, which one 16×150 by
-    150×6400 product beats, and the offset-major copy runs whole rows of every sample in turn
-    (1.5–1.7× NumPy's copy of the strided view, one thread)."""
+    then one pass to NCHW adding the bias b (or None). Per-sample GEMMs (im2col) are thin
+    when H_out·W_out is small: LeNet-5's conv2 at batch 64 is 64 products of 16×150 by
+    150×100, which one 16×150 by 150×6400 product beats, and the offset-major copy runs whole
+    rows of every sample in turn (1.5–1.7× NumPy's copy of the strided view, one thread)."""
     n, c_in = xpad.shape[:2]
     c_out, _, k_h, k_w = w.shape
     positions = out[0] * out[1]
