@@ -165,7 +165,7 @@ def test_a_plan_counts_the_buffers_it_keeps():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_single_sample_convolution_step_equals_the_layer(compiled, conv, dtype, monkeypatch):
     """At batch 1 an ungrouped convolution's plan step copies the windows once into its own
-    matrix (numba's offset loop for stride 1 once numba is loaded, else NumPy's copy) and
+    matrix (numba's row loop for stride 1 once numba is loaded, else NumPy's copy) and
     makes one product: the same windows and the same product as the layer's forward, so the
     same bits."""
     if compiled:

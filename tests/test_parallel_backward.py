@@ -124,6 +124,7 @@ def test_im2col_forward_split_over_threads_matches_torch(two_threads, groups, st
     w, b = rng.standard_normal((6, 4 // groups, 3, 3)), rng.standard_normal(6)
     y, _ = conv.conv2d_forward(x, w, b, stride, 0, 1, groups, path="im2col", keep_for_backward=not inference)
     assert x.shape[0] * 4 * 9 * y.shape[2] * y.shape[3] >= conv.SPLIT_MIN_WINDOW_VALUES
+    assert (6 // groups) * (4 // groups) * 9 * y.shape[2] * y.shape[3] <= conv.BLAS_ONE_THREAD_MACS   # BLAS: one thread
     expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride, 0, 1, groups)
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-10, atol=1e-10)
     cs.set_num_threads(1)   # one thread: the very same values, bit for bit
