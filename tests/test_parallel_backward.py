@@ -128,5 +128,12 @@ def test_im2col_forward_split_over_threads_matches_torch(two_threads, groups, st
     expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride, 0, 1, groups)
     np.testing.assert_allclose(y, expected.numpy(), rtol=1e-10, atol=1e-10)
     cs.set_num_threads(1)   # one thread: the very same values, bit for bit
-    y1, _ = conv.conv2d_forward(x, w, b, stride, 0, 1, groups, path="im2col", keep_for_backward=not inference)
+    y1, cache = conv.conv2d_forward(x, w, b, stride, 0, 1, groups, path="im2col", keep_for_backward=not inference)
     assert np.array_equal(y, y1)
+    if not inference:   # backward copies the windows again by the same rule
+        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        dy = rng.standard_normal(y.shape)
+        torch.nn.functional.conv2d(tx, tw, None, stride, 0, 1, groups).backward(torch.tensor(dy))
+        dx, dw, _ = conv.conv2d_backward(dy, cache)
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-10, atol=1e-10)

@@ -38,10 +38,6 @@ from . import kernels
 from .parallel import over_batch
 from .workspace import Workspace, scratch, transient
 
-
-#: Signed integers as wide as each float (see :func:`_select`).
-_BITS = {2: np.int16, 4: np.int32, 8: np.int64}
-
 #: np.maximum against a broadcast scalar runs a slow scalar loop; against a contiguous block of
 #: zeros it vectorises, so the input is walked in rows of this many values.
 _CHUNK = 16384
@@ -81,7 +77,7 @@ def _select(dy: np.ndarray, active: np.ndarray, ws: Optional[Workspace] = None) 
     compiled = kernels.select(dy, active)   # numba's one pass, when installed and dy is big
     if compiled is not None:
         return compiled
-    bits_type = _BITS.get(dy.dtype.itemsize)
+    bits_type = kernels.SAME_WIDTH_INT.get(dy.dtype.itemsize)
     if bits_type is None or active.shape != dy.shape:
         return np.where(active, dy, dy.dtype.type(0))
     bits = transient(ws, "activation.bits", dy.shape, bits_type)   # backward only: model-wide

@@ -601,20 +601,14 @@ def _windows_again(cache: ConvCache, out) -> np.ndarray:
     Training keeps x rather than the windows, which are k_h·k_w/(s_h·s_w) times larger
     (ResNet-18's strided 3×3 layers: 2.25×; LeNet-5's conv1: 19×): one more copy per
     backward, for a cache the size of the input (x is usually alive anyway, the previous
-    layer's output). The copy is a transient of the model's arena."""
-    return _copy_windows(pad2d(cache.data, cache.pads), cache.w.shape[2:], cache.stride, cache.dilation, out,
-                         cache.groups, cache.workspace)
-
-
-def _copy_windows(xpad, kernel, stride, dilation, out, groups: int, ws=None, cols=None) -> np.ndarray:
-    """The windows of xpad as im2col's matrix (N, G, C_g·k_h·k_w, H_out·W_out): one copy of
-    the strided view (N, C, k_h, k_w, H_out, W_out), which is that matrix in memory, into
-    ``cols`` or a transient of ``ws``'s model."""
+    layer's output). The copy, by the forward's rule (:func:`_window_copier`), is a transient
+    of the model's arena."""
+    xpad = np.ascontiguousarray(pad2d(cache.data, cache.pads))
     n, c_in = xpad.shape[:2]
-    shape = (n, c_in) + tuple(kernel) + tuple(out)
-    cols = transient(ws, "conv.cols", shape, xpad.dtype) if cols is None else cols
-    np.copyto(cols, window_view(xpad, kernel, stride, dilation, out))
-    return cols.reshape(n, groups, c_in // groups * kernel[0] * kernel[1], out[0] * out[1])
+    kernel = tuple(cache.w.shape[2:])
+    cols = transient(cache.workspace, "conv.cols", (n, c_in) + kernel + tuple(out), xpad.dtype)
+    _window_copier(cols, kernel, cache.stride, cache.dilation, out)(xpad, 0, n)
+    return cols.reshape(n, cache.groups, c_in // cache.groups * kernel[0] * kernel[1], out[0] * out[1])
 
 
 def _offset_dtype(dtype) -> bool:

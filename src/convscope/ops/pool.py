@@ -201,10 +201,6 @@ class _PoolCache(NamedTuple):
 
 # ----- max pooling ----------------------------------------------------------------------------
 
-#: Signed integers as wide as each float, for selecting gradients with a bit mask.
-_BITS = {2: np.int16, 4: np.int32, 8: np.int64}
-
-
 def _max_pool(x: np.ndarray, g: PoolGeometry, record: bool, ws: Optional[Workspace],
               out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Running maximum over the k_h·k_w strided views of the (padded) input.
@@ -284,7 +280,7 @@ def _max_unpool(dy: np.ndarray, index: np.ndarray, g: PoolGeometry, ws: Optional
     tws = None if ws is None else ws.transient_view()   # nothing here outlives the call
     dxp = _gradient_buffer(dy.shape[:2] + g.padded_size, dy.dtype, plan, "max_pool.grad", tws)
     hit = scratch(tws, "max_pool.hit", dy.shape, np.bool_)
-    bits_type = _BITS.get(dy.dtype.itemsize)
+    bits_type = kernels.SAME_WIDTH_INT.get(dy.dtype.itemsize)
     bits = None if bits_type is None else scratch(tws, "max_pool.bits", dy.shape, bits_type)
     part = None if all(plan.assign) else scratch(tws, "max_pool.part", dy.shape, dy.dtype)
 
