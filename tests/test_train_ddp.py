@@ -134,3 +134,24 @@ def test_world_size_that_does_not_divide_the_batch_under_torchrun(tmp_path):
     assert ours == ["convscope: error: --batch-size 33 is the global batch and must be divisible by the 2 "
                     "processes (world size); use --batch-size 32 or 34"]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("rank, expected", [("0", ["convscope: interrupted"]), ("1", [])])
+def test_only_rank_0_says_interrupted_when_torchrun_stops_the_ranks(tmp_path, rank, expected):
+    """torchrun stops the other ranks with SIGTERM once one exits (the batch-size error above:
+    a rank still starting would otherwise add "interrupted" beside rank 0's error). A rank
+    other than 0 stops silently with 143; rank 0 says it, whether the signal comes while
+    Python imports or once the command runs. The process group is never reached: MASTER_PORT
+    names a closed port, and the signal comes within a second."""
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1", WORLD_SIZE="2", RANK=rank, LOCAL_RANK=rank,
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    for delay in (0.3, 1.5):
+        process = subprocess.Popen([sys.executable, "-m", "convscope", "train", "--engine", "torch", "--device",
+                                    "cpu", "--out", str(tmp_path / "run")], cwd=tmp_path, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 143, stderr
+        assert [line for line in (stdout + stderr).splitlines() if line.startswith("convscope:")] == expected
+        assert "Traceback" not in stderr

@@ -24,9 +24,16 @@ def mark_said() -> None:
     _SAID[0] = True
 
 
+def secondary_rank() -> bool:
+    """Whether this process is a rank other than 0 of a torchrun job (WORLD_SIZE and RANK set).
+    Such a rank leaves "interrupted" to rank 0: torchrun stops every other rank with SIGTERM
+    once one has exited, often before they reach the error rank 0 reports."""
+    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0"
+
+
 def _quit(signum, frame):  # pragma: no cover - exercised in a subprocess
     try:
-        if not _SAID[0]:
+        if not _SAID[0] and not secondary_rank():
             os.write(2, b"convscope: interrupted\n")
     finally:
         os._exit(128 + signum)

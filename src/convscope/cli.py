@@ -62,6 +62,14 @@ def say(line: str) -> None:
     _startup.mark_said()
 
 
+def _say_interrupted() -> None:
+    """"interrupted", unless the run already said its line or a torchrun rank other than 0
+    is stopping (rank 0 reports; see :func:`convscope._startup.secondary_rank`)."""
+    from . import _startup
+    if not _said and not _startup.secondary_rank():
+        say("convscope: interrupted")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import signal
     import threading
@@ -73,8 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as stop:  # e.g. while the parser imports the commands
-        if not _said:
-            say("convscope: interrupted")
+        _say_interrupted()
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         for signum, handler in previous.items():
@@ -93,7 +100,7 @@ def _main(argv: Optional[List[str]]) -> int:
         say(f"convscope: error: {error}")
         return 2
     except KeyboardInterrupt as stop:
-        say("convscope: interrupted")
+        _say_interrupted()
         return 143 if isinstance(stop, Terminated) else 130
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         say(f"convscope: error: {error.strerror}: {error.filename}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 DEFAULT_EPOCHS = 20
 
@@ -83,6 +84,10 @@ def _last_complete(out: str) -> str:
     return f"the last complete checkpoint, {path} (epoch {meta.get('epoch')}), is kept; continue with --resume"
 
 
+#: Seconds a rank other than 0 waits, after an error every rank meets, for rank 0 to report it.
+SECONDARY_RANK_ERROR_WAIT = 60
+
+
 def run(args) -> int:
     from ..errors import ConvscopeError
     from ..train.distributed import PeerLost, detect
@@ -94,7 +99,11 @@ def run(args) -> int:
         return _train(args, world)
     except ConvscopeError as error:
         if world is not None and not world.is_main and not isinstance(error, PeerLost):
-            return 2  # every rank meets the same error; rank 0 says it once
+            # Every rank meets the same error and rank 0 says it once. Exiting first would make
+            # torchrun stop rank 0 before it gets there (it would say "interrupted" instead),
+            # so wait for rank 0's exit, whose SIGTERM to this rank ends the wait quietly.
+            time.sleep(SECONDARY_RANK_ERROR_WAIT)
+            return 2
         raise
 
 
